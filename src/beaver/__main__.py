@@ -1,0 +1,6 @@
+"""``python -m beaver``."""
+
+from beaver.cli import main
+
+if __name__ == "__main__":
+    main()

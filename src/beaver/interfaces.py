@@ -1,0 +1,65 @@
+"""What a plugin's factory returns: the runtime interfaces of detectors, captioners, trainers.
+
+Plugins implement these protocols structurally; nothing needs to subclass them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face found in an image, in the pixel coordinates of the image passed in."""
+
+    bbox: tuple[float, float, float, float]
+    """``[x1, y1, x2, y2]``."""
+    score: float
+    landmarks: tuple[tuple[float, float], ...] = ()
+    """Five points (eyes, nose, mouth corners) when the detector provides them."""
+    embedding: npt.NDArray[np.float32] | None = None
+    """Identity embedding, L2-normalised, when the plugin computes one."""
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Finds faces in an RGB ``uint8`` array of shape ``(H, W, 3)``."""
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        """Return every face found, best first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A captioner's answer for one image."""
+
+    text: str
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Captions a batch of RGB PIL images."""
+
+    def caption(self, images: Sequence[Image.Image]) -> list[Caption]:
+        """Return one caption per image, in order."""
+        ...
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """Writes the files a training backend reads for one training plan."""
+
+    def write(self, plan: Any, out_dir: Path) -> list[Path]:
+        """Write the backend's configs under ``out_dir``; return the paths written."""
+        ...
