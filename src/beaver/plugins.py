@@ -81,8 +81,7 @@ class PluginSpec(Generic[T]):
         """Why this plugin cannot run right now, or None when it looks ready."""
         missing = self.missing_modules()
         if missing:
-            extra = self.extra or self.name
-            return f"missing {', '.join(missing)} (pip install 'eager-beaver[{extra}]')"
+            return f"needs {', '.join(missing)}: pip install 'eager-beaver[{self.extra or self.name}]'"
         return self.check() if self.check is not None else None
 
     def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
