@@ -193,7 +193,7 @@ class Registry(Generic[S]):
 
 def _disabled_names(env: Mapping[str, str]) -> set[str]:
     raw = env.get(DISABLE_ENV, "")
-    return {part.strip().lower() for part in raw.split(",") if part.strip()}
+    return {_canonical(part.strip()) for part in raw.split(",") if part.strip()}
 
 
 def _canonical(dist_name: str) -> str:
@@ -323,7 +323,7 @@ def make_plugin_manager(
     eps = iter_entry_points() if entry_points is None else entry_points
     for ep, dist_name, version in eps:
         base = PluginInfo(ep.name, ep.value, dist_name, version, "active")
-        if ep.name.lower() in disabled or _canonical(dist_name) in disabled:
+        if _canonical(ep.name) in disabled or _canonical(dist_name) in disabled:
             infos.append(PluginInfo(ep.name, ep.value, dist_name, version, "disabled"))
             continue
         if pm.has_plugin(ep.name):
