@@ -15,9 +15,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 @pytest.fixture(autouse=True)
-def isolate_env(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
+def isolate_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No BEAVER_* settings, config files or caches of the developer's leak into a test."""
     for key in list(os.environ):
         if key.startswith("BEAVER_"):
@@ -30,7 +28,7 @@ def isolate_env(
     monkeypatch.setenv("COLUMNS", "200")
     work = tmp_path_factory.mktemp("cwd")
     monkeypatch.chdir(work)
-    yield work
+    return work
 
 
 DistMaker = Callable[..., Path]

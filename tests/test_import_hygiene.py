@@ -10,7 +10,16 @@ from pathlib import Path
 
 import beaver
 
-HEAVY = ["torch", "transformers", "insightface", "open_clip", "onnxruntime", "cv2", "hdbscan", "torchvision"]
+HEAVY = [
+    "torch",
+    "transformers",
+    "insightface",
+    "open_clip",
+    "onnxruntime",
+    "cv2",
+    "hdbscan",
+    "torchvision",
+]
 CLI_ONLY = ["typer", "rich", "click"]
 
 

@@ -52,6 +52,7 @@ def beaver_face_detectors() -> Iterable[FaceDetectorSpec]:
                 licence="Apache-2.0",
             )
     """
+    return ()
 
 
 @hookspec
@@ -75,6 +76,7 @@ def beaver_captioners() -> Iterable[CaptionerSpec]:
                 licence="MIT",
             )
     """
+    return ()
 
 
 @hookspec
@@ -99,3 +101,4 @@ def beaver_trainers() -> Iterable[TrainerSpec]:
                 licence="Apache-2.0",
             )
     """
+    return ()

@@ -69,7 +69,8 @@ class PluginSpec(Generic[T]):
                 "'-', '_' and '.'."
             )
             raise ValueError(msg)
-        if not (isinstance(self.options, type) and issubclass(self.options, BaseModel)):
+        options: Any = self.options  # checked at run time: plugins are not type-checked
+        if not (isinstance(options, type) and issubclass(options, BaseModel)):
             msg = f"{self.kind} {self.name!r}: options must be a pydantic BaseModel subclass."
             raise TypeError(msg)
 
@@ -81,7 +82,9 @@ class PluginSpec(Generic[T]):
         """Why this plugin cannot run right now, or None when it looks ready."""
         missing = self.missing_modules()
         if missing:
-            return f"needs {', '.join(missing)}: pip install 'eager-beaver[{self.extra or self.name}]'"
+            return (
+                f"needs {', '.join(missing)}: pip install 'eager-beaver[{self.extra or self.name}]'"
+            )
         return self.check() if self.check is not None else None
 
     def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
@@ -265,8 +268,8 @@ class BeaverPluginManager:
                             f"{spec_type.hook} yielded {type(record).__name__}, "
                             f"expected {spec_type.__name__}"
                         )
-                        raise TypeError(msg)  # noqa: TRY301 - handled just below
-            except Exception as exc:  # a plugin's bug must not break beaver
+                        raise TypeError(msg)
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not break beaver
                 self._mark_failed(impl.plugin_name, f"{type(exc).__name__}: {exc}")
                 continue
             info = self._info(impl.plugin_name)
@@ -336,7 +339,7 @@ def make_plugin_manager(
             continue
         try:
             _register_checked(pm, ep.load(), ep.name)
-        except Exception as exc:  # conda's rule: a broken plugin never bricks the CLI
+        except Exception as exc:  # noqa: BLE001 - a broken plugin never bricks the CLI
             error = f"{type(exc).__name__}: {exc}"
             infos.append(PluginInfo(ep.name, ep.value, dist_name, version, "failed", error))
             continue

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -102,8 +101,8 @@ class BeaverSettings(BaseSettings):
     output_dir: Path = Field(Path("outputs"), description="Root of everything beaver writes.")
     models_dir: Path = Field(default_factory=default_models_dir, description="Model packs.")
     device: Device = Field("auto", description="auto, cpu, cuda or mps.")
-    face: FaceSettings = Field(default_factory=FaceSettings)  # type: ignore[arg-type]
-    caption: CaptionSettings = Field(default_factory=CaptionSettings)  # type: ignore[arg-type]
+    face: FaceSettings = Field(default_factory=FaceSettings)
+    caption: CaptionSettings = Field(default_factory=CaptionSettings)
     prep: PrepSettings = Field(default_factory=PrepSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     plugins: dict[str, dict[str, Any]] = Field(
@@ -142,8 +141,10 @@ class BeaverSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Highest priority first. TOML files come from load_settings() through a
-        # context variable because pydantic-settings has no per-call file argument.
+        # Highest priority first; no .env or secrets files. TOML files come from
+        # load_settings() through a context variable: pydantic-settings has no per-call
+        # file argument.
+        del dotenv_settings, file_secret_settings
         files = [TomlConfigSettingsSource(settings_cls, toml_file=p) for p in _TOML_FILES.get()]
         return (init_settings, env_settings, *reversed(files))
 
@@ -280,9 +281,7 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 def _origin_of(loc: tuple[int | str, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
     dotted = ".".join(str(p) for p in loc)
     for origin, data in reversed(layers):
-        if dotted in set(_leaves(data)) or any(
-            k.startswith(dotted + ".") for k in _leaves(data)
-        ):
+        if dotted in set(_leaves(data)) or any(k.startswith(dotted + ".") for k in _leaves(data)):
             return _env_name(dotted) if origin == "env" else origin
     return "default"
 

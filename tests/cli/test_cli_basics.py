@@ -125,7 +125,9 @@ def _app_raising(exc: BaseException) -> typer.Typer:
 
 def test_beaver_error_is_one_line_without_traceback(tmp_path):
     bad = tmp_path / "photo.jpg"
-    result = runner.invoke(_app_raising(InputError(bad, "not an image", hint="Remove it.")), ["test", "boom"])
+    result = runner.invoke(
+        _app_raising(InputError(bad, "not an image", hint="Remove it.")), ["test", "boom"]
+    )
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1
@@ -176,7 +178,8 @@ def test_bad_config_file_is_one_line(isolate_env):
 def test_config_show_reports_sources(isolate_env):
     (isolate_env / "beaver.toml").write_text("[face]\nmin_size = 64\n", encoding="utf-8")
     result = runner.invoke(
-        build_app(), ["--output-dir", "elsewhere", "config", "show", "--json"],
+        build_app(),
+        ["--output-dir", "elsewhere", "config", "show", "--json"],
         env={"BEAVER_FACE__THRESHOLD": "0.3"},
     )
     assert result.exit_code == 0, result.output
@@ -184,8 +187,16 @@ def test_config_show_reports_sources(isolate_env):
     rows = {r["key"]: r for r in data["settings"]}
     assert rows["face.min_size"]["value"] == 64
     assert rows["face.min_size"]["source"].endswith("beaver.toml")
-    assert rows["face.threshold"] == {"key": "face.threshold", "value": 0.3, "source": "env BEAVER_FACE__THRESHOLD"}
-    assert rows["output_dir"] == {"key": "output_dir", "value": "elsewhere", "source": "command line"}
+    assert rows["face.threshold"] == {
+        "key": "face.threshold",
+        "value": 0.3,
+        "source": "env BEAVER_FACE__THRESHOLD",
+    }
+    assert rows["output_dir"] == {
+        "key": "output_dir",
+        "value": "elsewhere",
+        "source": "command line",
+    }
     assert rows["face.min_cluster"]["source"] == "default"
     assert data["files"] == [str(isolate_env / "beaver.toml")]
 
@@ -211,7 +222,11 @@ def test_global_config_option(tmp_path):
     cfg.write_text("[caption]\nbatch_size = 2\n", encoding="utf-8")
     result = runner.invoke(build_app(), ["--config", str(cfg), "config", "show", "--json"])
     rows = {r["key"]: r for r in json.loads(result.stdout)["settings"]}
-    assert rows["caption.batch_size"] == {"key": "caption.batch_size", "value": 2, "source": str(cfg)}
+    assert rows["caption.batch_size"] == {
+        "key": "caption.batch_size",
+        "value": 2,
+        "source": str(cfg),
+    }
 
 
 def test_show_completion_script():

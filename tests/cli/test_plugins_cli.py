@@ -64,7 +64,7 @@ def test_show_prints_options_schema():
     assert props["general_threshold"]["default"] == 0.35
     assert props["character_threshold"]["default"] == 0.85
     text = runner.invoke(build_app(), ["plugins", "show", "florence2"]).stdout
-    assert "task = \"<DETAILED_CAPTION>\"" in text
+    assert 'task = "<DETAILED_CAPTION>"' in text
 
 
 def test_show_unknown_plugin_lists_choices():
@@ -75,7 +75,9 @@ def test_show_unknown_plugin_lists_choices():
 
 
 def test_disabled_plugin_is_listed_as_disabled():
-    result = runner.invoke(build_app(), ["plugins", "--json"], env={"BEAVER_DISABLE_PLUGINS": "coca"})
+    result = runner.invoke(
+        build_app(), ["plugins", "--json"], env={"BEAVER_DISABLE_PLUGINS": "coca"}
+    )
     rows = json.loads(result.stdout)
     coca = [r for r in rows if r["name"] == "coca"]
     assert len(coca) == 1

@@ -48,7 +48,9 @@ def _eps(site: Path):
 
 def test_discovers_a_third_party_distribution_on_sys_path(make_dist, monkeypatch):
     site = make_dist(
-        "beaver-echo", entry_points={"echo": "beaver_echo_ok"}, modules={"beaver_echo_ok": OK_PLUGIN}
+        "beaver-echo",
+        entry_points={"echo": "beaver_echo_ok"},
+        modules={"beaver_echo_ok": OK_PLUGIN},
     )
     monkeypatch.syspath_prepend(str(site))
     manager = make_plugin_manager(env={})
@@ -142,7 +144,9 @@ def test_unknown_hook_is_a_load_failure(make_dist):
 
 
 def test_duplicate_names_name_both_distributions(make_dist, monkeypatch):
-    site = make_dist("beaver-dup", entry_points={"dup": "beaver_dup_blip"}, modules={"beaver_dup_blip": DUP_BLIP})
+    site = make_dist(
+        "beaver-dup", entry_points={"dup": "beaver_dup_blip"}, modules={"beaver_dup_blip": DUP_BLIP}
+    )
     monkeypatch.syspath_prepend(str(site))
     manager = make_plugin_manager(env={})
     registry = manager.captioners()
@@ -188,9 +192,14 @@ def test_disabling_a_builtin_removes_it():
 
 
 def test_same_entry_point_name_from_two_distributions(make_dist, tmp_path):
-    site = make_dist("beaver-one", entry_points={"echo": "beaver_echo_a"}, modules={"beaver_echo_a": OK_PLUGIN})
+    site = make_dist(
+        "beaver-one", entry_points={"echo": "beaver_echo_a"}, modules={"beaver_echo_a": OK_PLUGIN}
+    )
     make_dist(
-        "beaver-two", entry_points={"echo": "beaver_echo_b"}, modules={"beaver_echo_b": OK_PLUGIN}, site=site
+        "beaver-two",
+        entry_points={"echo": "beaver_echo_b"},
+        modules={"beaver_echo_b": OK_PLUGIN},
+        site=site,
     )
     manager = make_plugin_manager(entry_points=_eps(site), env={})
     statuses = sorted((p.distribution, p.status) for p in manager.plugins)
@@ -238,7 +247,7 @@ def test_record_names_are_validated(bad):
 
 def test_options_must_be_a_pydantic_model():
     with pytest.raises(TypeError):
-        CaptionerSpec(name="x", factory=lambda o: None, options=dict)  # type: ignore[arg-type]
+        CaptionerSpec(name="x", factory=lambda o: None, options=dict)
 
 
 def test_readiness_reports_missing_modules_and_extra():

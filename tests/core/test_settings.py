@@ -40,7 +40,10 @@ def test_defaults_follow_the_seed(isolate_env):
 
 
 def test_full_precedence_chain(isolate_env, monkeypatch):
-    _write(user_config_file(), 'output_dir = "from-user"\n[face]\nmin_score = 0.1\nmin_size = 11\nthreshold = 0.2\n')
+    _write(
+        user_config_file(),
+        'output_dir = "from-user"\n[face]\nmin_score = 0.1\nmin_size = 11\nthreshold = 0.2\n',
+    )
     _write(isolate_env / "beaver.toml", "[face]\nmin_score = 0.2\nmin_size = 22\n")
     monkeypatch.setenv("BEAVER_FACE__MIN_SCORE", "0.3")
     resolved = load_settings(overrides={"face.min_score": 0.4, "face.min_cluster": None})
@@ -110,7 +113,7 @@ def test_out_of_range_value_rejected():
 
 
 def test_plugin_option_tables(isolate_env):
-    _write(isolate_env / "beaver.toml", '[plugins.wd14]\ngeneral_threshold = 0.5\n')
+    _write(isolate_env / "beaver.toml", "[plugins.wd14]\ngeneral_threshold = 0.5\n")
     resolved = load_settings()
     assert resolved.settings.plugin_options("wd14") == {"general_threshold": 0.5}
     assert resolved.settings.plugin_options("blip") == {}

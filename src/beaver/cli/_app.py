@@ -74,7 +74,7 @@ runtime = Runtime()
 
 def set_runtime(new: Runtime) -> Runtime:
     """Install the state for this invocation."""
-    global runtime  # noqa: PLW0603 - the one piece of per-invocation state
+    global runtime  # the one piece of per-invocation state
     runtime = new
     return runtime
 

@@ -25,7 +25,7 @@ def complete_plugin_names(kind: str) -> list[str]:
         manager = make_plugin_manager()
         spec_type = next(t for t in SPEC_TYPES if t.kind == kind)
         return manager.registry(spec_type).names()
-    except Exception:  # completion must never print a traceback into the shell
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
         return []
 
 

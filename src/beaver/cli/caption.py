@@ -1,4 +1,5 @@
 """``beaver caption``: caption images with a captioner plugin."""
+# ruff: noqa: ARG001 - a placeholder: the options are its future interface
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def caption(
     ],
     captioner: Annotated[
         str | None,
-        typer.Option(help="Captioner plugin [default: blip].", autocompletion=complete_captioners),
+        typer.Option(help="Captioner plugin (default: blip).", autocompletion=complete_captioners),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Hub id or local model folder.")] = None,
     dataset: Annotated[

@@ -39,8 +39,12 @@ def paths(json_output: JsonOpt = False) -> None:
     candidates = [user_config_file(), __import__("pathlib").Path.cwd() / CONFIG_FILE_NAME]
     if runtime.config is not None:
         candidates = [runtime.config]
-    rows = [(str(p), "yes" if p.is_file() else "no", "yes" if p in read else "no") for p in candidates]
+    rows = [
+        (str(p), "yes" if p.is_file() else "no", "yes" if p in read else "no") for p in candidates
+    ]
     if json_output:
-        _output.print_json([{"path": p, "exists": e == "yes", "read": r == "yes"} for p, e, r in rows])
+        _output.print_json(
+            [{"path": p, "exists": e == "yes", "read": r == "yes"} for p, e, r in rows]
+        )
         return
     _output.print_table(("config file", "exists", "read"), rows)

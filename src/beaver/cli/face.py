@@ -1,4 +1,5 @@
 """``beaver face``: scan a photo library, cluster faces into people, label, export."""
+# ruff: noqa: ARG001 - a placeholder: the options are its future interface
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ app = BeaverTyper(help="Find faces in a photo library and organise them by perso
 def scan(
     dirs: Annotated[list[Path], typer.Argument(help="Photo folders to scan.", show_default=False)],
     min_score: Annotated[
-        float | None, typer.Option(help="Minimum detection score [default: 0.6].")
+        float | None, typer.Option(help="Minimum detection score (default: 0.6).")
     ] = None,
     min_size: Annotated[
-        int | None, typer.Option(help="Minimum face size in pixels [default: 40].")
+        int | None, typer.Option(help="Minimum face size in pixels (default: 40).")
     ] = None,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders.")] = True,
     exclude: Annotated[
@@ -32,7 +33,7 @@ def scan(
         typer.Option(help="Face detector plugin.", autocompletion=complete_detectors),
     ] = None,
     model_pack: Annotated[
-        str | None, typer.Option(help="Model pack name or folder [default: buffalo_l].")
+        str | None, typer.Option(help="Model pack name or folder (default: buffalo_l).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Image decoding workers.")] = None,
     json_output: JsonOpt = False,
@@ -44,10 +45,10 @@ def scan(
 @app.command()
 def cluster(
     threshold: Annotated[
-        float | None, typer.Option(help="Cosine-distance threshold [default: 0.35].")
+        float | None, typer.Option(help="Cosine-distance threshold (default: 0.35).")
     ] = None,
     min_cluster: Annotated[
-        int | None, typer.Option(help="Fewest faces that make a person [default: 5].")
+        int | None, typer.Option(help="Fewest faces that make a person (default: 5).")
     ] = None,
     preview: Annotated[bool, typer.Option(help="Write a contact sheet per person.")] = False,
     json_output: JsonOpt = False,

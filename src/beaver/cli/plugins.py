@@ -29,9 +29,7 @@ def plugin_rows(manager: BeaverPluginManager) -> list[dict[str, Any]]:
     conflicted = {
         (kind, name)
         for spec_type in {type(p.spec) for p in records}
-        for kind, name in (
-            (spec_type.kind, n) for n in manager.registry(spec_type).conflicts()
-        )
+        for kind, name in ((spec_type.kind, n) for n in manager.registry(spec_type).conflicts())
     }
     for provided in records:
         spec, info = provided.spec, provided.plugin
@@ -142,7 +140,8 @@ def show(
         typer.echo(f"{item['name']} ({item['kind']}): {item['description']}")
         typer.echo(f"  licence: {item['licence']}")
         typer.echo(f"  ready:   {'yes' if item['ready'] else item['problem']}")
-        props = item["options"].get("properties", {})
+        schema: dict[str, Any] = item["options"]  # type: ignore[assignment]
+        props = schema.get("properties", {})
         if props:
             typer.echo("  options ([plugins." + str(item["name"]) + "] in beaver.toml):")
             for key, prop in props.items():

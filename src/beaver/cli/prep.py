@@ -1,4 +1,5 @@
 """``beaver prep``: classify shots, extract concepts, write a training-ready dataset."""
+# ruff: noqa: ARG001 - a placeholder: the options are its future interface
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def prep(
         bool, typer.Option(help="Sort images into close/ mid/ far/.")
     ] = True,
     min_per_shot: Annotated[
-        int | None, typer.Option(help="Warn below this many images per shot [default: 3].")
+        int | None, typer.Option(help="Warn below this many images per shot (default: 3).")
     ] = None,
     symlink: Annotated[bool, typer.Option(help="Link images instead of copying.")] = False,
 ) -> None:

@@ -1,4 +1,5 @@
 """``beaver preview``: a local web UI over a prepared dataset."""
+# ruff: noqa: ARG001 - a placeholder: the options are its future interface
 
 from __future__ import annotations
 

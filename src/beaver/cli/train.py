@@ -1,4 +1,5 @@
 """``beaver train``: training plans and configs for kohya, diffusers and ComfyUI."""
+# ruff: noqa: ARG001 - a placeholder: the options are its future interface
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def run(
     dataset: Annotated[Path, typer.Argument(help="A dataset from `beaver prep`.")],
     output: OutputOpt = None,
     base_model: Annotated[
-        str | None, typer.Option("--base-model", "-m", help="Base model [default: sdxl].")
+        str | None, typer.Option("--base-model", "-m", help="Base model (default: sdxl).")
     ] = None,
     backend: Annotated[
         list[str] | None,
@@ -33,10 +34,10 @@ def run(
         int | None, typer.Option(help="Batch size (default: from dataset size).")
     ] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--learning-rate", "-lr", help="Learning rate [default: 1e-4].")
+        float | None, typer.Option("--learning-rate", "-lr", help="Learning rate (default: 1e-4).")
     ] = None,
-    network_dim: Annotated[int | None, typer.Option(help="LoRA rank [default: 32].")] = None,
-    network_alpha: Annotated[int | None, typer.Option(help="LoRA alpha [default: 16].")] = None,
+    network_dim: Annotated[int | None, typer.Option(help="LoRA rank (default: 32).")] = None,
+    network_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default: 16).")] = None,
     resolution: Annotated[int | None, typer.Option(help="Training resolution.")] = None,
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Ask for each value.")

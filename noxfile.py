@@ -1,0 +1,54 @@
+"""Developer sessions: `nox` runs lint, typecheck, docs and tests (what CI runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+# pip (not uv) so that pip's configured wheel locations and constraints apply alike.
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+CONSTRAINTS = ("-c", str(ROOT / "constraints" / "ml.txt"))
+
+
+def _group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite with every extra installed (CPU only)."""
+    session.install(*CONSTRAINTS, "-e", ".[all]", *_group("test"))
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*_group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/ and plugins/ (tests and noxfile checked too)."""
+    session.install("-e", ".", *_group("typecheck"))
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/cli.md from the CLI; fail when the committed file was stale."""
+    session.install("-e", ".")
+    session.run("python", "-m", "beaver.cli._docs", "--check", "docs/cli.md")
+
+
+if __name__ == "__main__":
+    nox.main()
