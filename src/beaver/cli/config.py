@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from beaver.cli import _output
 from beaver.cli._app import BeaverTyper, current
@@ -36,7 +37,7 @@ def paths(json_output: JsonOpt = False) -> None:
     """Where beaver looks for config files, in priority order (lowest first)."""
     runtime = current()
     read = set(config_files(runtime.config))
-    candidates = [user_config_file(), __import__("pathlib").Path.cwd() / CONFIG_FILE_NAME]
+    candidates = [user_config_file(), Path.cwd() / CONFIG_FILE_NAME]
     if runtime.config is not None:
         candidates = [runtime.config]
     rows = [

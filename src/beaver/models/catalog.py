@@ -124,8 +124,9 @@ def get_pack(name: str) -> ModelPack:
         return packs[name]
     except KeyError:
         choices = ", ".join(sorted(packs))
+        msg = f"Unknown model pack {name!r}. Choose one of: {choices}."
         raise ModelError(
-            f"Unknown model pack {name!r}. Choose one of: {choices}.",
+            msg,
             hint="To use another pack, register its folder with "
             f"`beaver models add PATH --name {name}`.",
         ) from None

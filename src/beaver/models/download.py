@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import shutil
@@ -9,7 +10,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
@@ -53,11 +54,15 @@ def pull_pack(
     downloads = models_dir / store.DOWNLOADS_DIR
     downloads.mkdir(parents=True, exist_ok=True)
     hint = manual_download_hint(pack, models_dir)
-    parts = [fetch_artifact(a, downloads, sink, timeout=timeout, hint=hint) for a in pack.artifacts]
-    target = _install(pack, list(zip(pack.artifacts, parts, strict=True)), models_dir)
-    for part in parts:
-        part.unlink(missing_ok=True)
-    _remove_if_empty(downloads)
+    try:
+        parts = [
+            fetch_artifact(a, downloads, sink, timeout=timeout, hint=hint) for a in pack.artifacts
+        ]
+        target = _install(pack, list(zip(pack.artifacts, parts, strict=True)), models_dir)
+        for part in parts:
+            part.unlink(missing_ok=True)
+    finally:
+        _remove_if_empty(downloads)
     return PullResult(pack.name, target, True, "models_dir")
 
 
@@ -91,22 +96,21 @@ def fetch_artifact(
             # Nothing left to send: the .part is complete (or wrong, which verify catches).
             _verify(artifact, part, progress)
             return part
-        raise DownloadError(
-            f"{artifact.url}: the server answered HTTP {exc.code} {exc.reason}.",
-            hint=hint,
-        ) from None
+        msg = f"{artifact.url}: the server answered HTTP {exc.code} {exc.reason}."
+        raise DownloadError(msg, hint=hint) from None
     except _NETWORK_ERRORS as exc:
-        raise DownloadError(
-            f"Cannot reach {artifact.host} ({_reason(exc)}).",
-            hint=hint,
-        ) from None
+        msg = f"Cannot reach {artifact.host} ({_reason(exc)})."
+        raise DownloadError(msg, hint=hint) from None
     with response:
         if response.status == 206:
             if _range_start(response) != offset:
                 part.unlink(missing_ok=True)
-                raise DownloadError(
+                msg = (
                     f"{artifact.url}: the server sent a different byte range than asked for; "
-                    "the partial download was deleted.",
+                    "the partial download was deleted."
+                )
+                raise DownloadError(
+                    msg,
                     hint="Run the same command again to download it from the start.",
                 )
             mode = "ab"
@@ -122,9 +126,12 @@ def fetch_artifact(
         finally:
             progress.finish()
     if total is not None and received < total:
-        raise DownloadError(
+        msg = (
             f"{artifact.url}: the connection closed after {received} of {total} bytes "
-            f"(kept in {part}).",
+            f"(kept in {part})."
+        )
+        raise DownloadError(
+            msg,
             hint="Run the same command again to resume the download.",
         )
     _verify(artifact, part, progress)
@@ -133,7 +140,7 @@ def fetch_artifact(
 
 def _copy(
     response: http.client.HTTPResponse,
-    out: BinaryIO,
+    out: IO[bytes],
     done: int,
     progress: Progress,
     artifact: Artifact,
@@ -143,9 +150,11 @@ def _copy(
             chunk = response.read(CHUNK_SIZE)
         except _NETWORK_ERRORS as exc:
             out.flush()
+            msg = (
+                f"{artifact.url}: the download was interrupted after {done} bytes ({_reason(exc)})."
+            )
             raise DownloadError(
-                f"{artifact.url}: the download was interrupted after {done} bytes "
-                f"({_reason(exc)}).",
+                msg,
                 hint="Run the same command again to resume it.",
             ) from None
         if not chunk:
@@ -191,9 +200,12 @@ def _verify(artifact: Artifact, part: Path, progress: Progress) -> None:
     got = _sha256(part, progress, artifact.filename)
     if got != artifact.sha256:
         part.unlink(missing_ok=True)
-        raise DownloadError(
+        msg = (
             f"{artifact.url}: checksum mismatch (expected sha256 {artifact.sha256}, "
-            f"got {got}); the download was deleted.",
+            f"got {got}); the download was deleted."
+        )
+        raise DownloadError(
+            msg,
             hint="Run the same command again to retry; if it fails again, the file on the "
             "server has changed, so please report it.",
         )
@@ -214,8 +226,9 @@ def _install(pack: ModelPack, parts: list[tuple[Artifact, Path]], models_dir: Pa
         missing = [f for f in pack.expected_files if not (staging / f).is_file()]
         if missing or store.onnx_folder(staging) != staging:
             listed = ", ".join(missing) or "any .onnx file"
+            msg = f"{pack.name}: the download lacks {listed}."
             raise ModelError(
-                f"{pack.name}: the download lacks {listed}.",
+                msg,
                 hint="The pack's contents changed upstream; please report it.",
             )
         if target.exists():
@@ -245,8 +258,9 @@ def _unzip(artifact: Artifact, part: Path, staging: Path) -> None:
     except zipfile.BadZipFile as exc:
         shutil.rmtree(unpacked)
         part.unlink(missing_ok=True)
+        msg = f"{artifact.url}: not a valid zip file ({exc}); the download was deleted."
         raise DownloadError(
-            f"{artifact.url}: not a valid zip file ({exc}); the download was deleted.",
+            msg,
             hint="Run the same command again to retry.",
         ) from None
     root = store.onnx_folder(unpacked) or unpacked
@@ -258,7 +272,5 @@ def _unzip(artifact: Artifact, part: Path, staging: Path) -> None:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # it still holds another pack's partial download
         folder.rmdir()
-    except OSError:
-        pass  # still holds another pack's partial download

@@ -70,8 +70,9 @@ def check_pack_name(name: str) -> str:
     """``name`` if it is a plain folder name; ModelError otherwise."""
     # Names become folder names under models_dir, so nothing that could climb out of it.
     if not _NAME.fullmatch(name) or name in {".", ".."}:
+        msg = f"Invalid model pack name {name!r}."
         raise ModelError(
-            f"Invalid model pack name {name!r}.",
+            msg,
             hint="Use letters, digits, '.', '_' and '-' only, e.g. buffalo_l.",
         )
     return name
@@ -116,8 +117,9 @@ def load_registry(models_dir: Path) -> PackRegistry:
     try:
         return PackRegistry.model_validate_json(text)
     except ValidationError as exc:
+        msg = f"{path}: not a valid model pack registry ({exc.error_count()} problem(s))."
         raise ConfigError(
-            f"{path}: not a valid model pack registry ({exc.error_count()} problem(s)).",
+            msg,
             hint="Fix or delete the file, then register folders again with `beaver models add`.",
         ) from None
 
@@ -252,8 +254,11 @@ def resolve_pack(name_or_path: str, models_dir: Path) -> Path:
     name = name_or_path
     registry = load_registry(models_dir)
     if name in registry.packs and not registry.packs[name].is_dir():
+        msg = (
+            f"Model pack {name!r} is registered to {registry.packs[name]}, which no longer exists."
+        )
         raise ModelError(
-            f"Model pack {name!r} is registered to {registry.packs[name]}, which no longer exists.",
+            msg,
             hint=f"Register it again with `beaver models add PATH --name {name}` "
             f"or forget it with `beaver models remove {name}`.",
         )
@@ -314,14 +319,16 @@ def remove_pack(name: str, models_dir: Path, *, delete: bool = False) -> RemoveR
         deleted = owned
     if unregistered is None and deleted is None:
         if owned.is_dir():
+            msg = f"{owned} was downloaded by beaver and is not registered."
             raise ModelError(
-                f"{owned} was downloaded by beaver and is not registered.",
+                msg,
                 hint=f"Pass --delete to delete it: `beaver models remove {name} --delete`.",
             )
         elsewhere = find_pack(name, models_dir)
         where = f" It is at {elsewhere.path}; delete that folder yourself." if elsewhere else ""
+        msg = f"No registered or downloaded model pack {name!r} in {models_dir}.{where}"
         raise ModelError(
-            f"No registered or downloaded model pack {name!r} in {models_dir}.{where}",
+            msg,
             hint="`beaver models list` shows what is installed.",
         )
     return RemoveResult(unregistered, deleted)
