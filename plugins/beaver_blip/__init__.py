@@ -33,6 +33,6 @@ def beaver_captioners() -> Iterator[CaptionerSpec]:
         description="BLIP image captioning (transformers), base or large",
         licence="BSD-3-Clause (code and Salesforce weights)",
         requires=("torch", "transformers"),
-        extra="blip",
+        install="eager-beaver[blip]",
         check=pending_check,
     )

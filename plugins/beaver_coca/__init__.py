@@ -32,6 +32,6 @@ def beaver_captioners() -> Iterator[CaptionerSpec]:
         description="open_clip CoCa short COCO-style captions",
         licence="code MIT (open_clip); weights: see the pretrained tag's model card",
         requires=("torch", "open_clip"),
-        extra="coca",
+        install="eager-beaver[coca]",
         check=pending_check,
     )

@@ -34,6 +34,6 @@ def beaver_captioners() -> Iterator[CaptionerSpec]:
         description="Florence-2 captions (<CAPTION>, <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>)",
         licence="MIT (code and Microsoft weights)",
         requires=("torch", "transformers"),
-        extra="florence2",
+        install="eager-beaver[florence2]",
         check=pending_check,
     )

@@ -32,6 +32,6 @@ def beaver_face_detectors() -> Iterator[FaceDetectorSpec]:
         description="insightface pack (SCRFD detector + ArcFace embedding), default buffalo_l",
         licence="code MIT; insightface weights non-commercial research only",
         requires=("insightface", "onnxruntime"),
-        extra="insightface",
+        install="eager-beaver[insightface]",
         check=pending_check,
     )

@@ -30,6 +30,6 @@ def beaver_face_detectors() -> Iterator[FaceDetectorSpec]:
         description="OpenCV zoo YuNet detector + SFace embedding (permissive weights)",
         licence="code MIT; weights YuNet MIT, SFace Apache-2.0",
         requires=("cv2", "onnxruntime"),
-        extra="opencv",
+        install="eager-beaver[opencv]",
         check=pending_check,
     )

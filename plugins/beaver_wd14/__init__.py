@@ -32,6 +32,6 @@ def beaver_captioners() -> Iterator[CaptionerSpec]:
         description="WD14-style ONNX booru tagger (tags as a comma list)",
         licence="Apache-2.0 (SmilingWolf tagger weights)",
         requires=("onnxruntime",),
-        extra="wd14",
+        install="eager-beaver[wd14]",
         check=pending_check,
     )

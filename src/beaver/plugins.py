@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -57,8 +58,8 @@ class PluginSpec(Generic[T]):
     """Licence of the code *and* of any weights it uses, e.g. "MIT; weights non-commercial"."""
     requires: tuple[str, ...] = ()
     """Top-level modules the factory imports; missing ones are reported, not imported."""
-    extra: str | None = None
-    """The pip extra that installs ``requires``, for the hint (``eager-beaver[extra]``)."""
+    install: str | None = None
+    """A pip requirement that installs ``requires`` (``eager-beaver[blip]``), for the hint."""
     check: Callable[[], str | None] | None = None
     """Optional cheap readiness check: returns why the plugin cannot run, or None."""
 
@@ -82,10 +83,14 @@ class PluginSpec(Generic[T]):
         """Why this plugin cannot run right now, or None when it looks ready."""
         missing = self.missing_modules()
         if missing:
-            return (
-                f"needs {', '.join(missing)}: pip install 'eager-beaver[{self.extra or self.name}]'"
-            )
-        return self.check() if self.check is not None else None
+            needs = f"needs {', '.join(missing)}"
+            return f"{needs}: pip install '{self.install}'" if self.install else needs
+        if self.check is None:
+            return None
+        try:
+            return self.check()
+        except Exception as exc:  # noqa: BLE001 - a listing must survive a plugin's bug
+            return f"check failed: {type(exc).__name__}: {exc}"
 
     def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
         """Validate raw option values against the plugin's options model."""
@@ -227,9 +232,12 @@ def iter_entry_points(
 class BeaverPluginManager:
     """A typed facade over a pluggy manager holding the loaded ``beaver`` plugins."""
 
-    def __init__(self, pm: pluggy.PluginManager, plugins: Sequence[PluginInfo]) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, plugins: Sequence[PluginInfo], *, trace: bool = False
+    ) -> None:
         self.pm = pm
         self.plugins: list[PluginInfo] = list(plugins)
+        self.trace = trace
         self._registries: dict[Kind, Registry[Any]] = {}
 
     @property
@@ -253,6 +261,9 @@ class BeaverPluginManager:
         plugin = self.pm.get_plugin(plugin_name)
         if plugin is not None:
             self.pm.unregister(plugin)
+        # a plugin that fails for one kind is gone for all: drop what it already gave
+        for registry in self._registries.values():
+            registry.entries = [p for p in registry.entries if p.plugin.name != plugin_name]
 
     def _collect(self, spec_type: type[S]) -> Registry[S]:
         registry: Registry[S] = Registry(spec_type.kind)
@@ -271,7 +282,12 @@ class BeaverPluginManager:
                         raise TypeError(msg)
             except Exception as exc:  # noqa: BLE001 - a plugin's bug must not break beaver
                 self._mark_failed(impl.plugin_name, f"{type(exc).__name__}: {exc}")
+                if self.trace:
+                    sys.stderr.write(f"{spec_type.hook} [{impl.plugin_name}] raised {exc!r}\n")
                 continue
+            if self.trace:
+                names = ", ".join(r.name for r in records) or "(nothing)"
+                sys.stderr.write(f"{spec_type.hook} [{impl.plugin_name}] -> {names}\n")
             info = self._info(impl.plugin_name)
             registry.entries.extend(Provided(record, info) for record in records)
         return registry
@@ -318,8 +334,10 @@ def make_plugin_manager(
     environ = os.environ if env is None else env
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    if environ.get(TRACE_ENV):
-        pm.trace.root.setwriter(print)
+    tracing = bool(environ.get(TRACE_ENV))
+    if tracing:
+        # stderr, so that traces never corrupt --json output on stdout
+        pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     disabled = _disabled_names(environ)
     infos: list[PluginInfo] = []
@@ -347,7 +365,7 @@ def make_plugin_manager(
     for plugin, name in extra_plugins:
         _register_checked(pm, plugin, name)
         infos.append(PluginInfo(name, repr(plugin), "(registered directly)", "", "active"))
-    return BeaverPluginManager(pm, infos)
+    return BeaverPluginManager(pm, infos, trace=tracing)
 
 
 def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
@@ -362,7 +380,8 @@ def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str) -> No
 
 def failure_warning(info: PluginInfo) -> str:
     """The one-line warning shown once when a plugin fails to load."""
+    error = (info.error or "unknown error").rstrip(".")
     return (
         f"Warning: plugin {info.name!r} ({info.distribution} {info.version}) failed to load: "
-        f"{info.error}. It is skipped; disable it with {DISABLE_ENV}={info.name}."
+        f"{error}. It is skipped; disable it with {DISABLE_ENV}={info.name}."
     )

@@ -255,13 +255,13 @@ def test_readiness_reports_missing_modules_and_extra():
         name="needy",
         factory=lambda o: None,
         requires=("json", "no_such_module_beaver_xyz"),
-        extra="needy-extra",
+        install="beaver-needy[gpu]",
     )
     problem = spec.readiness()
     assert problem is not None
     assert "no_such_module_beaver_xyz" in problem
     assert "json" not in problem.split(":")[0]
-    assert "eager-beaver[needy-extra]" in problem
+    assert "pip install 'beaver-needy[gpu]'" in problem
     ok = CaptionerSpec(name="fine", factory=lambda o: None, requires=("json",))
     assert ok.readiness() is None
     checked = CaptionerSpec(name="checked", factory=lambda o: None, check=lambda: "no GPU")
@@ -276,3 +276,47 @@ def test_pending_first_party_factories_refuse_to_pretend():
     assert spec.readiness() == "not implemented yet"
     with pytest.raises(NotImplementedYetError):
         spec.create({})
+
+
+def test_raising_check_is_reported_not_raised():
+    def explode() -> str | None:
+        msg = "no gpu probe"
+        raise RuntimeError(msg)
+
+    spec = CaptionerSpec(name="probe", factory=lambda o: None, check=explode)
+    assert spec.readiness() == "check failed: RuntimeError: no gpu probe"
+
+
+def test_trace_goes_to_stderr_with_one_line_per_hook_call(capsys):
+    manager = make_plugin_manager(env={"BEAVER_TRACE_PLUGINS": "1"})
+    manager.captioners()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "beaver_captioners [blip] -> blip" in captured.err
+
+
+def test_plugin_failing_in_one_kind_is_dropped_from_every_kind():
+    class Half:
+        @hookimpl
+        def beaver_face_detectors(self):
+            yield FaceDetectorSpec(name="half-face", factory=lambda o: None)
+
+        @hookimpl
+        def beaver_captioners(self):
+            msg = "broken half"
+            raise RuntimeError(msg)
+
+    manager = make_plugin_manager(entry_points=[], extra_plugins=[(Half(), "half")], env={})
+    assert manager.face_detectors().names() == ["half-face"]  # collected first
+    assert manager.captioners().names() == []
+    assert manager.face_detectors().names() == []
+    assert {(r.spec.kind, r.spec.name) for r in manager.all_records()} == set()
+    assert manager.failures[0].name == "half"
+
+
+def test_failure_warning_has_no_double_period():
+    from beaver.plugins import PluginInfo, failure_warning
+
+    text = failure_warning(PluginInfo("x", "x", "dist-x", "1", "failed", "Bad thing."))
+    assert ".." not in text
+    assert "failed to load: Bad thing. It is skipped" in text
