@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 @pytest.fixture(autouse=True)
 def isolate_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -70,11 +68,3 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistM
     yield make
     for module in created:
         sys.modules.pop(module, None)
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared, skipping the test when the shared data is absent."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared test data not found at {path} (see ../shared/DATA.md)")
-    return path
