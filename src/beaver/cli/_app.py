@@ -141,23 +141,23 @@ class BeaverTyper(typer.Typer):
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:  # type: ignore[override]
         """Register a command whose errors are rendered by :func:`handle_errors`."""
-        register = super().command(*args, **kwargs)
-
-        def decorator(fn: Callable[P, R]) -> Callable[P, R]:
-            register(handle_errors(fn))
-            return fn
-
-        return decorator
+        return _rendering_errors(super().command(*args, **kwargs))
 
     def callback(self, *args: Any, **kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:  # type: ignore[override]
         """Register a group callback whose errors are rendered like a command's."""
-        register = super().callback(*args, **kwargs)
+        return _rendering_errors(super().callback(*args, **kwargs))
 
-        def decorator(fn: Callable[P, R]) -> Callable[P, R]:
-            register(handle_errors(fn))
-            return fn
 
-        return decorator
+def _rendering_errors(
+    register: Callable[[Callable[..., Any]], Any],
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Wrap Typer's registering decorator so that it registers the error-handling wrapper."""
+
+    def decorator(fn: Callable[P, R]) -> Callable[P, R]:
+        register(handle_errors(fn))
+        return fn
+
+    return decorator
 
 
 def _default_group_class() -> type[Any]:
