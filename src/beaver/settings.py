@@ -163,23 +163,30 @@ class ResolvedSettings:
     """Config files read, lowest priority first."""
 
 
-def config_files(explicit: Path | None = None, *, cwd: Path | None = None) -> tuple[Path, ...]:
-    """The config files to read, lowest priority first.
+def config_candidates(explicit: Path | None = None, *, cwd: Path | None = None) -> tuple[Path, ...]:
+    """Where config files are looked for, lowest priority first (existing or not).
 
     ``--config PATH`` (or ``BEAVER_CONFIG``) replaces the search; otherwise the user
-    config file and then ``./beaver.toml`` are read when they exist.
+    config file and then ``./beaver.toml``.
     """
     if explicit is None and os.environ.get(CONFIG_ENV):
         explicit = Path(os.environ[CONFIG_ENV])
     if explicit is not None:
-        if not explicit.is_file():
+        return (explicit,)
+    return (user_config_file(), (cwd or Path.cwd()) / CONFIG_FILE_NAME)
+
+
+def config_files(explicit: Path | None = None, *, cwd: Path | None = None) -> tuple[Path, ...]:
+    """The config files to read: the candidates that exist; a named one must exist."""
+    candidates = config_candidates(explicit, cwd=cwd)
+    if explicit is not None or os.environ.get(CONFIG_ENV):
+        (named,) = candidates
+        if not named.is_file():
             raise ConfigError(
-                f"{explicit}: config file not found.",
+                f"{named}: config file not found.",
                 hint="Check the --config path (or BEAVER_CONFIG), or leave it out.",
             )
-        return (explicit,)
-    here = (cwd or Path.cwd()) / CONFIG_FILE_NAME
-    return tuple(p for p in (user_config_file(), here) if p.is_file())
+    return tuple(p for p in candidates if p.is_file())
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -234,3 +234,29 @@ def test_show_completion_script():
     assert result.exit_code == 0, result.output
     assert "complete" in result.stdout
     assert "_BEAVER_COMPLETE" in result.stdout
+
+
+def _params(command, path=()):
+    for param in getattr(command, "params", []):
+        yield path, param
+    for name, sub in (getattr(command, "commands", None) or {}).items():
+        yield from _params(sub, (*path, name))
+
+
+def test_help_texts_contain_no_rich_markup_brackets():
+    # Help is rendered as rich markup: "[default: x]" in a help string silently vanishes.
+    import typer.main
+
+    offenders = [
+        (" ".join(path), param.name)
+        for path, param in _params(typer.main.get_command(build_app()))
+        if "[" in (getattr(param, "help", None) or "")
+    ]
+    assert offenders == []
+
+
+def test_config_paths_with_explicit_config_lists_only_it(tmp_path):
+    cfg = tmp_path / "only.toml"
+    cfg.write_text("", encoding="utf-8")
+    result = runner.invoke(build_app(), ["--config", str(cfg), "config", "paths", "--json"])
+    assert json.loads(result.stdout) == [{"path": str(cfg), "exists": True, "read": True}]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from beaver.cli import _output
 from beaver.cli._app import BeaverTyper, current
 from beaver.cli._options import JsonOpt
-from beaver.settings import CONFIG_FILE_NAME, config_files, settings_table, user_config_file
+from beaver.settings import config_candidates, config_files, settings_table
 
 app = BeaverTyper(help="Show settings and config files.")
 
@@ -37,15 +36,15 @@ def paths(json_output: JsonOpt = False) -> None:
     """Where beaver looks for config files, in priority order (lowest first)."""
     runtime = current()
     read = set(config_files(runtime.config))
-    candidates = [user_config_file(), Path.cwd() / CONFIG_FILE_NAME]
-    if runtime.config is not None:
-        candidates = [runtime.config]
     rows = [
-        (str(p), "yes" if p.is_file() else "no", "yes" if p in read else "no") for p in candidates
+        {"path": str(p), "exists": p.is_file(), "read": p in read}
+        for p in config_candidates(runtime.config)
     ]
     if json_output:
-        _output.print_json(
-            [{"path": p, "exists": e == "yes", "read": r == "yes"} for p, e, r in rows]
-        )
+        _output.print_json(rows)
         return
-    _output.print_table(("config file", "exists", "read"), rows)
+    yes_no = {True: "yes", False: "no"}
+    _output.print_table(
+        ("config file", "exists", "read"),
+        [(r["path"], yes_no[bool(r["exists"])], yes_no[bool(r["read"])]) for r in rows],
+    )

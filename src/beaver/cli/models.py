@@ -102,7 +102,7 @@ def add(
     ],
     name: Annotated[
         str | None,
-        typer.Option("--name", "-n", help="Pack name [default: the folder's name]."),
+        typer.Option("--name", "-n", help="Pack name (default: the folder's name)."),
     ] = None,
 ) -> None:
     """Register an existing folder as a model pack (nothing is copied)."""
