@@ -68,3 +68,26 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DistM
     yield make
     for module in created:
         sys.modules.pop(module, None)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+"""Real photos and models beside the project (../shared); absent on some machines."""
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED / sub
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent: the real photos/models of ../shared are not on this machine")
+    return path
+
+
+@pytest.fixture
+def shared_faces() -> Path:
+    """``../shared/faces`` (292 labeled photos); skips when absent."""
+    return _shared("faces")
+
+
+@pytest.fixture
+def shared_models() -> Path:
+    """``../shared/models`` (real small ONNX models); skips when absent."""
+    return _shared("models")

@@ -1,0 +1,1 @@
+"""The face pipeline: scan photos, store faces, cluster people, label and export."""
