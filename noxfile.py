@@ -50,5 +50,15 @@ def docs(session: nox.Session) -> None:
     session.run("python", "-m", "beaver.cli._docs", "--check", "docs/cli.md")
 
 
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed and quality benchmarks: ratios against the naive way, printed (never asserted)."""
+    session.install(*CONSTRAINTS, "-e", ".[faces]")
+    args = session.posargs or []
+    session.run("python", "benchmarks/bench_scan.py", *args)
+    session.run("python", "benchmarks/bench_faces_quality.py")
+    session.run("python", "benchmarks/bench_cluster.py")
+
+
 if __name__ == "__main__":
     nox.main()

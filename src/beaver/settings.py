@@ -54,12 +54,17 @@ class FaceSettings(_Section):
     """``beaver face …``."""
 
     detector: str = Field("insightface", description="Face detector plugin.")
-    model_pack: str = Field("buffalo_l", description="Model pack name or folder.")
+    model_pack: str | None = Field(
+        None, description="Model pack name or folder; None: the detector's own default."
+    )
     min_score: float = Field(0.6, ge=0, le=1, description="Minimum detection score.")
     min_size: int = Field(40, ge=0, description="Minimum face size in pixels (short side).")
     threshold: float = Field(0.35, gt=0, lt=2, description="Cluster cosine-distance threshold.")
     min_cluster: int = Field(5, ge=2, description="Smallest group of faces that makes a person.")
     workers: int = Field(0, ge=0, description="Decode workers; 0 picks from the CPU count.")
+    decode_size: int = Field(
+        1280, ge=320, description="Photos are decoded with at least this long side for detection."
+    )
 
 
 class CaptionSettings(_Section):

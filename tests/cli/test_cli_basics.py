@@ -78,10 +78,6 @@ def test_python_dash_m_beaver():
 @pytest.mark.parametrize(
     "command",
     [
-        ["face", "scan", "photos"],
-        ["face", "cluster"],
-        ["face", "label"],
-        ["face", "export", "--all"],
         ["caption", "--input", "x", "--output-name", "y"],
         ["prep", "x", "--name", "Emma"],
         ["train", "outputs/lora_datasets/emma"],

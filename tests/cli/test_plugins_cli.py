@@ -117,7 +117,7 @@ def test_broken_plugin_listed_as_failed_and_warned_once(broken_installed):
         (["plugins"], 0),
         (["plugins", "show", "blip"], 0),
         (["models", "--help"], 0),
-        (["face", "scan", "photos"], 2),
+        (["face", "scan", "photos"], 1),
         (["caption", "--input", "x", "--output-name", "y"], 2),
     ],
 )

@@ -28,7 +28,7 @@ def test_defaults_follow_the_seed(isolate_env):
     assert s.face.min_score == 0.6
     assert s.face.threshold == 0.35
     assert s.face.min_cluster == 5
-    assert s.face.model_pack == "buffalo_l"
+    assert s.face.model_pack is None  # the detector's own default (insightface: buffalo_l)
     assert s.prep.min_per_shot == 3
     assert s.facevault_dir == Path("outputs/facevault")
     assert s.processed_dir("emma") == Path("outputs/processed/emma")
