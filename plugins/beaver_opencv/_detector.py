@@ -79,7 +79,7 @@ class OpenCVFaceDetector:
         self._recognizer = Recognizer(files.recognizer)
         self.embedding_dim: int = self._recognizer.dim
         # Embeddings of different recognizers never mix: the recognizer's bytes name the space.
-        digest = _file_digest(files.recognizer)[:12]
+        digest = _file_digest(files.recognizer)[:16]
         self.model_id: str = f"opencv:{pack_label}:{digest}"
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,14 +70,14 @@ def is_yunet(session: Any) -> bool:
     return {o.name for o in session.get_outputs()} >= YUNET_OUTPUTS
 
 
-def find_pack_files(folder: Path, opener: Callable[[Path], Any] = open_session) -> PackFiles:
+def find_pack_files(folder: Path) -> PackFiles:
     """Route the .onnx files of ``folder``: names first, graphs only when names do not decide."""
     models = sorted(p for p in folder.glob("*.onnx") if p.is_file())
     if not models:
         raise ModelError(f"{folder}: no .onnx files in this model pack.", hint=PULL_HINT)
     detectors = [p for p in models if "yunet" in p.name.lower()]
     if not detectors:
-        detectors = [p for p in models if is_yunet(opener(p))]
+        detectors = [p for p in models if is_yunet(open_session(p))]
     if not detectors:
         raise ModelError(
             f"{folder}: no YuNet face detector in this model pack "
@@ -87,10 +87,10 @@ def find_pack_files(folder: Path, opener: Callable[[Path], Any] = open_session) 
     # Several YuNets (the official file and a re-export): the first name wins, stably.
     detector = detectors[0]
     others = [p for p in models if p not in detectors]
-    return PackFiles(folder, detector, _recognizer(folder, others, opener))
+    return PackFiles(folder, detector, _recognizer(folder, others))
 
 
-def _recognizer(folder: Path, candidates: list[Path], opener: Callable[[Path], Any]) -> Path:
+def _recognizer(folder: Path, candidates: list[Path]) -> Path:
     if not candidates:
         raise ModelError(
             f"{folder}: no face recognizer in this model pack (only the YuNet detector).",
@@ -101,7 +101,7 @@ def _recognizer(folder: Path, candidates: list[Path], opener: Callable[[Path], A
     sface = [p for p in candidates if "sface" in p.name.lower()]
     if len(sface) == 1:
         return sface[0]
-    crops = [p for p in candidates if takes_face_crops(opener(p))]
+    crops = [p for p in candidates if takes_face_crops(open_session(p))]
     if len(crops) == 1:
         return crops[0]
     names = ", ".join(p.name for p in (crops or candidates))

@@ -295,7 +295,7 @@ def test_model_id_names_plugin_pack_and_recognizer(
     spec: FaceDetectorSpec, tmp_path: Path, detector: OpenCVFaceDetector
 ):
     assert detector.model_id.startswith("opencv:tinyyunet:")
-    assert len(detector.model_id.rsplit(":", 1)[1]) == 12
+    assert len(detector.model_id.rsplit(":", 1)[1]) == 16  # as the insightface plugin
     assert detector.embedding_dim == 16
     other = _create(spec, {"model_pack": str(make_tiny_yunet_pack(tmp_path, "tinyyunet", dim=8))})
     assert other.embedding_dim == 8
