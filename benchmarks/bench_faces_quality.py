@@ -51,8 +51,11 @@ def naive(root: Path) -> dict[str, Any]:
     import hdbscan
     from insightface.app import FaceAnalysis
 
-    paths = sorted(str(p) for p in (SHARED / "faces").rglob("*") if p.suffix.lower() in
-                   {".jpg", ".jpeg", ".png"})
+    paths = sorted(
+        str(p)
+        for p in (SHARED / "faces").rglob("*")
+        if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         app = FaceAnalysis(name="testpack", root=str(root), providers=["CPUExecutionProvider"])
@@ -147,15 +150,21 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"people quality on {len(rows)} labeled single-face photos of "
-          f"{result['identities']} identities (test pack, threshold {THRESHOLD}, "
-          f"min cluster {MIN_CLUSTER})")
-    print(f"  {'':8} {'BCubed P':>9} {'BCubed R':>9} {'BCubed F':>9} {'pair F':>7} "
-          f"{'assigned':>9} {'people':>7}")
+    print(
+        f"people quality on {len(rows)} labeled single-face photos of "
+        f"{result['identities']} identities (test pack, threshold {THRESHOLD}, "
+        f"min cluster {MIN_CLUSTER})"
+    )
+    print(
+        f"  {'':8} {'BCubed P':>9} {'BCubed R':>9} {'BCubed F':>9} {'pair F':>7} "
+        f"{'assigned':>9} {'people':>7}"
+    )
     for name, s in (("naive", base), ("beaver", mine)):
-        print(f"  {name:8} {s['bcubed_precision']:9.3f} {s['bcubed_recall']:9.3f} "
-              f"{s['bcubed_f']:9.3f} {s['pairwise_f']:7.3f} {s['assigned']:9d} "
-              f"{s['people_found']:7d}")
+        print(
+            f"  {name:8} {s['bcubed_precision']:9.3f} {s['bcubed_recall']:9.3f} "
+            f"{s['bcubed_f']:9.3f} {s['pairwise_f']:7.3f} {s['assigned']:9d} "
+            f"{s['people_found']:7d}"
+        )
     return 0
 
 

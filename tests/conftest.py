@@ -77,7 +77,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 def _shared(sub: str) -> Path:
     path = SHARED / sub
     if not path.is_dir():
-        pytest.skip(f"{path} is absent: the real photos/models of ../shared are not on this machine")
+        pytest.skip(
+            f"{path} is absent: the real photos/models of ../shared are not on this machine"
+        )
     return path
 
 

@@ -63,7 +63,8 @@ def test_scan_writes_store_and_face_cache_and_rescan_reads_nothing(
     report = json.loads(result.stdout)
     assert (report["images"], report["scanned"], report["faces"]) == (20, 20, 21)
     cache = json.loads((tmp_path / "out" / "facevault" / "face_cache.json").read_text())
-    assert cache["version"] == 1 and cache["engine"].startswith("insightface:tinypack:")
+    assert cache["version"] == 1
+    assert cache["engine"].startswith("insightface:tinypack:")
     group = cache["images"][str(library / "group.png")]
     assert (group["width"], group["height"]) == (900, 500)
     boxes = sorted(f["bbox"] for f in group["faces"])
@@ -85,15 +86,22 @@ def test_people_end_to_end_cluster_label_export(
     tmp_path: Path, models: Path, library: Path
 ) -> None:
     before = _hashes(library)
-    assert _invoke(tmp_path, "face", "scan", str(library), "--model-pack", "tinypack").exit_code == 0
+    assert (
+        _invoke(tmp_path, "face", "scan", str(library), "--model-pack", "tinypack").exit_code == 0
+    )
     result = _invoke(tmp_path, "face", "cluster", "--min-cluster", "3", "--preview", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["people"] == 3 and summary["assigned"] == 21
+    assert summary["people"] == 3
+    assert summary["assigned"] == 21
     assert (tmp_path / "out" / "facevault" / "preview" / "index.html").exists()
 
     people = json.loads(_invoke(tmp_path, "face", "people", "--json").stdout)
-    assert sorted(p["faces"] for p in people) == [6, 7, 8]  # Mia; Leo + group; Emma + group + sideways
+    assert sorted(p["faces"] for p in people) == [
+        6,
+        7,
+        8,
+    ]  # Mia; Leo + group; Emma + group + sideways
     cache = json.loads((tmp_path / "out" / "facevault" / "face_cache.json").read_text())
     emma_id = cache["images"][str(library / "2024" / "emma_0.png")]["faces"][0]["person"]
     group = cache["images"][str(library / "group.png")]["faces"]
@@ -107,11 +115,14 @@ def test_people_end_to_end_cluster_label_export(
     assert exported.exit_code == 0, exported.output
     folder = tmp_path / "out" / "facevault" / "organized" / "Emma"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted([*(f"emma_{k}.png" for k in range(6)), "group.png", "sideways.jpg", "manifest.json"])
+    assert names == sorted(
+        [*(f"emma_{k}.png" for k in range(6)), "group.png", "sideways.jpg", "manifest.json"]
+    )
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {Path(f["source"]).name for f in manifest["files"]} == set(names) - {"manifest.json"}
     again = json.loads(_invoke(tmp_path, "face", "export", "--person", "Emma", "--json").stdout)
-    assert again["written"] == 0 and again["unchanged"] == 8
+    assert again["written"] == 0
+    assert again["unchanged"] == 8
 
     cache = json.loads((tmp_path / "out" / "facevault" / "face_cache.json").read_text())
     copy = cache["images"][str(folder / "group.png")]
@@ -135,22 +146,33 @@ def test_label_scripted_merge_reject_hide_and_interactive(
 
     answered = _invoke(tmp_path, "face", "label", input="Emma\n/hide\n")
     assert answered.exit_code == 0, answered.output
-    people = {p["id"]: p for p in json.loads(_invoke(tmp_path, "face", "people", "--all", "--json").stdout)}
-    assert people[a]["name"] == "Emma" and people[b]["hidden"]
+    people = {
+        p["id"]: p
+        for p in json.loads(_invoke(tmp_path, "face", "people", "--all", "--json").stdout)
+    }
+    assert people[a]["name"] == "Emma"
+    assert people[b]["hidden"]
     assert people[c]["name"] is None
 
     merged = _invoke(tmp_path, "face", "label", "--merge", c, "Emma")
     assert merged.exit_code == 0, merged.output
-    ids = [p["id"] for p in json.loads(_invoke(tmp_path, "face", "people", "--all", "--json").stdout)]
+    ids = [
+        p["id"] for p in json.loads(_invoke(tmp_path, "face", "people", "--all", "--json").stdout)
+    ]
     assert c not in ids
 
     paths = _invoke(tmp_path, "face", "label", "Emma", "--show-paths")
-    face_id = next(line.split()[1] for line in paths.stdout.splitlines() if line.strip().startswith("face"))
+    face_id = next(
+        line.split()[1] for line in paths.stdout.splitlines() if line.strip().startswith("face")
+    )
     rejected = _invoke(tmp_path, "face", "label", "--reject", face_id)
-    assert rejected.exit_code == 0 and "Rejected 1" in rejected.stderr
+    assert rejected.exit_code == 0
+    assert "Rejected 1" in rejected.stderr
     _invoke(tmp_path, "face", "cluster", "--min-cluster", "3")
     cache = json.loads((tmp_path / "out" / "facevault" / "face_cache.json").read_text())
-    face = next(f for img in cache["images"].values() for f in img["faces"] if str(f["face_id"]) == face_id)
+    face = next(
+        f for img in cache["images"].values() for f in img["faces"] if str(f["face_id"]) == face_id
+    )
     assert face["name"] != "Emma"  # never put back
 
 
@@ -176,7 +198,9 @@ def test_bad_input_is_one_line_without_traceback(
     assert "Traceback" not in result.output
 
 
-def test_missing_default_pack_names_models_pull(tmp_path: Path, library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_default_pack_names_models_pull(
+    tmp_path: Path, library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BEAVER_MODELS_DIR", str(tmp_path / "empty-models"))
     result = _invoke(tmp_path, "face", "scan", str(library))
     assert result.exit_code == 1

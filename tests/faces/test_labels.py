@@ -65,7 +65,8 @@ def test_find_person_by_key_number_and_name(store: FaceStore) -> None:
 
 def test_naming_confirms_and_names_are_unique(store: FaceStore) -> None:
     person = labels.name_person(store, "person_001", "Emma")
-    assert person.name == "Emma" and person.confirmed
+    assert person.name == "Emma"
+    assert person.confirmed
     with pytest.raises(UsageError, match="already named") as info:
         labels.name_person(store, "person_002", "EMMA")
     assert "--merge person_002 person_001" in (info.value.hint or "")
@@ -84,7 +85,8 @@ def test_hide_and_confirm(store: FaceStore) -> None:
 def test_merge_moves_faces_keeps_one_face_per_photo_and_retires_source(store: FaceStore) -> None:
     labels.name_person(store, "person_002", "Leo")
     result = labels.merge_people(store, "person_002", "person_001")
-    assert result.into.key == "person_001" and result.into.name == "Leo"
+    assert result.into.key == "person_001"
+    assert result.into.name == "Leo"
     assert (result.moved, result.unassigned) == (1, 1)
     assert [p.key for p in store.people()] == ["person_001"]
     per_photo = [f.image_id for f in store.faces(person_id=1)]
@@ -96,9 +98,13 @@ def test_merge_moves_faces_keeps_one_face_per_photo_and_retires_source(store: Fa
 def test_split_makes_a_confirmed_person_and_forbids_the_old_one(store: FaceStore) -> None:
     face = store.faces(person_id=1)[0]
     new = labels.split_person(store, "person_001", [face.id])
-    assert new.key == "person_003" and new.confirmed and new.faces == 1
+    assert new.key == "person_003"
+    assert new.confirmed
+    assert new.faces == 1
     moved = store.face(face.id)
-    assert moved is not None and moved.person_id == 3 and moved.locked
+    assert moved is not None
+    assert moved.person_id == 3
+    assert moved.locked
     inputs = store.cluster_inputs("m")
     k = list(inputs.face_ids).index(face.id)
     assert 1 in inputs.forbidden[k]
@@ -111,7 +117,8 @@ def test_reject_and_ignore(store: FaceStore) -> None:
     assert labels.reject_faces(store, [face.id]) == 1
     inputs = store.cluster_inputs("m")
     k = list(inputs.face_ids).index(face.id)
-    assert inputs.person[k] == -1 and inputs.forbidden[k] == frozenset({2})
+    assert inputs.person[k] == -1
+    assert inputs.forbidden[k] == frozenset({2})
     assert labels.ignore_faces(store, [face.id]) == 1
     assert store.cluster_inputs("m").excluded[k]
     with pytest.raises(UsageError, match="No face 9999"):

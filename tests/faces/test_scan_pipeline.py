@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import zlib
 import shutil
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -123,11 +123,14 @@ def test_scan_finds_faces_in_original_pixels_and_rescan_reads_nothing(
     assert loads == 1
     # The 4000x3000 JPEG was decoded reduced (draft), never at full size.
     assert max(w for w, _ in detector.sizes) < 4000
-    a = store.faces(image_id=store.image(str(lib / "a.jpg")).id)
+    record = store.image(str(lib / "a.jpg"))
+    assert record is not None and record.width == 4000
+    a = store.faces(image_id=record.id)
     assert len(a) == 1
-    x1, y1, x2, y2 = a[0].bbox
-    assert abs(x1 - 140) < 12 and abs(x2 - 260) < 12 and abs(y1 - 140) < 12
-    assert store.image(str(lib / "a.jpg")).width == 4000
+    x1, y1, x2, _y2 = a[0].bbox
+    assert abs(x1 - 140) < 12
+    assert abs(x2 - 260) < 12
+    assert abs(y1 - 140) < 12
 
     calls = detector.calls
     again, loads = _run(plan, store, detector, model_id=detector.model_id)
@@ -145,7 +148,8 @@ def test_changed_file_is_rescanned_and_model_change_rescans(
     _photo(photo, [(200, 200, 120, RED), (450, 200, 100, BLUE)])
     os.utime(photo, ns=(1, 1))
     report, _ = _run(plan, store, detector, model_id=detector.model_id)
-    assert report.scanned == 1 and report.faces == 2
+    assert report.scanned == 1
+    assert report.faces == 2
     detector.model_id = "test:other"
     report, _ = _run(plan, store, detector, model_id=None)
     assert report.scanned == 1
@@ -183,7 +187,8 @@ def test_bad_files_are_recorded_with_reasons_and_the_scan_goes_on(
     (lib / "cut.jpg").write_bytes(good[: len(good) // 3])
     before = {p.name: p.read_bytes() for p in lib.iterdir()}
     report, _ = _run(ScanPlan(roots=(lib,), min_size=10), store, detector)
-    assert report.scanned == 1 and report.skipped_count == 2
+    assert report.scanned == 1
+    assert report.skipped_count == 2
     assert sorted(p for paths in report.skipped.values() for p in paths) == [
         str(lib / "cut.jpg"),
         str(lib / "notes.jpg"),
@@ -193,7 +198,8 @@ def test_bad_files_are_recorded_with_reasons_and_the_scan_goes_on(
     again, _ = _run(
         ScanPlan(roots=(lib,), min_size=10), store, detector, model_id=detector.model_id
     )
-    assert again.unchanged == 3 and again.scanned == 0
+    assert again.unchanged == 3
+    assert again.scanned == 0
 
 
 def test_filters_apply_in_original_pixels(
@@ -227,7 +233,8 @@ def test_missing_files_are_marked_and_excluded(
     (lib / "b.jpg").unlink()
     report, _ = _run(plan, store, detector, model_id=detector.model_id)
     assert report.missing == 1
-    assert store.counts()["missing"] == 1 and len(store.faces()) == 1
+    assert store.counts()["missing"] == 1
+    assert len(store.faces()) == 1
 
 
 def test_missing_root_is_a_clear_error(

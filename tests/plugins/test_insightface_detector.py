@@ -204,9 +204,11 @@ def test_cuda_goes_first_when_onnxruntime_has_it(packs, monkeypatch):
     asked: list[list[str]] = []
     real = insightface_zoo.get_model
 
-    def spy(name: str, *, providers: list[str]) -> Any:
+    def spy(name: str, *, providers: list[str], sess_options: Any) -> Any:
         asked.append(providers)
-        return real(name, providers=[CPU])  # this onnxruntime cannot really run CUDA
+        assert sess_options.intra_op_num_threads >= 1
+        # this onnxruntime cannot really run CUDA
+        return real(name, providers=[CPU], sess_options=sess_options)
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
     monkeypatch.setattr(insightface_zoo, "get_model", spy)

@@ -15,12 +15,14 @@ import numpy.typing as npt
 Vectors = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
+Floats = npt.NDArray[np.float32]
 
 _NEIGHBOURS = 16
 _MIN_SAMPLES = 2
 _SELECTION = "eom"
 _PURITY = 1.0
 _MERGE_CLUSTERS = 0.0
+_MERGE_INTO_STABLE = False
 _STABLE_FIRST = True
 _EXACT_UP_TO = 8192
 _PROBES = 6
@@ -28,7 +30,8 @@ _SAMPLE = 32
 _BLOCK = 2048
 _CANDIDATES = 8
 _CONFLICT_ROUNDS = 8
-_FAR = 4.0
+_FAR = 2.0
+_MERGE_TRIES = 4
 _LOCKED, _KEPT, _NEW = 2, 1, 0
 
 
@@ -107,7 +110,8 @@ class _Run:
             self.unit[pool], self.images[pool], self.min_cluster, _MIN_SAMPLES
         )
         labels, found = self._purify(labels)
-        new_ids = self._number(labels, found)
+        labels, groups = self._merge(labels, found, anchored)
+        new_ids = self._number(labels, groups)
         self.ids = np.concatenate([self.ids, new_ids])
         member = labels >= 0
         self.col[member] = anchored + labels[member]
@@ -175,6 +179,60 @@ class _Run:
         dense = dense.astype(np.int64) - (1 if (labels < 0).any() else 0)
         return dense, int(dense.max(initial=-1)) + 1
 
+    def _merge(self, labels: Ints, count: int, anchored: int) -> tuple[Ints, int]:
+        """Join clusters (to each other or to an anchored person) whose centres are within the
+        threshold and that share no photo; faces joining an anchored person leave ``labels``."""
+        if count == 0 or _MERGE_CLUSTERS <= 0:
+            return labels, count
+        width = anchored + count
+        col = np.where(labels >= 0, anchored + labels, self.col if _MERGE_INTO_STABLE else -1)
+        on = np.flatnonzero((col >= 0) & self.usable)
+        cents = _means(self.unit, col, width)
+        sizes = np.bincount(col[on], minlength=width).astype(np.float64)
+        sums = np.nan_to_num(cents.astype(np.float64)) * sizes[:, None]
+        seen = np.unique(np.stack([col[on], self.images[on]], axis=1), axis=0)
+        photos: list[set[int]] = [set() for _ in range(width)]
+        for c, image in seen.tolist():
+            photos[c].add(image)
+        near, dists = _nearest(cents[anchored:], cents, _MERGE_TRIES + 1)
+        pairs = [
+            (float(d), anchored + a, int(b))
+            for a, (row, drow) in enumerate(zip(near.tolist(), dists.tolist(), strict=True))
+            for b, d in zip(row, drow, strict=True)
+            if b != anchored + a and d <= self.threshold * _MERGE_CLUSTERS
+        ]
+        root = list(range(width))
+
+        def find(c: int) -> int:
+            while root[c] != c:
+                root[c] = root[root[c]]
+                c = root[c]
+            return c
+
+        for _, a, b in sorted(pairs):
+            ra, rb = find(a), find(b)
+            if ra == rb or (ra < anchored and rb < anchored):
+                continue
+            va, vb = sums[ra], sums[rb]
+            cos = float(va @ vb) / float(np.linalg.norm(va) * np.linalg.norm(vb))
+            if 1.0 - cos > self.threshold * _MERGE_CLUSTERS or photos[ra] & photos[rb]:
+                continue
+            keep, gone = (ra, rb) if ra < rb else (rb, ra)
+            root[gone] = keep
+            sums[keep] += sums[gone]
+            photos[keep] |= photos[gone]
+        final = np.array([find(c) for c in range(width)], dtype=np.int64)
+        member = labels >= 0
+        target = final[anchored + labels[member]]
+        into = target < anchored
+        faces = np.flatnonzero(member)
+        self.col[faces[into]] = target[into]
+        self.merged = int(np.count_nonzero(into))
+        out = np.full(self.n, -1, dtype=np.int64)
+        roots, dense = np.unique(target[~into], return_inverse=True)
+        out[faces[~into]] = dense
+        return out, len(roots)
+
     def _number(self, labels: Ints, count: int) -> Ints:
         """An id per new cluster: a previous non-stable person's id if it mostly lives on."""
         member = labels >= 0
@@ -185,7 +243,9 @@ class _Run:
             pairs, overlap = np.unique(
                 np.stack([labels[old], prev[old]], axis=1), axis=0, return_counts=True
             )
-            people, people_sizes = np.unique(prev[(prev >= 0) & ~self.p.excluded], return_counts=True)
+            people, people_sizes = np.unique(
+                prev[(prev >= 0) & ~self.p.excluded], return_counts=True
+            )
             cluster_sizes = np.bincount(labels[member], minlength=count)
             taken: set[int] = set()
             for at in np.lexsort((pairs[:, 1], pairs[:, 0], -overlap)).tolist():
@@ -234,7 +294,9 @@ class _Run:
         present = set(np.unique(person[person >= 0]).tolist())
         previous = set(np.unique(self.p.person[self.p.person >= 0]).tolist())
         anchors = set(self.ids[:anchored].tolist())
-        created = sorted(i for i in self.ids[anchored:].tolist() if i >= self.p.next_id and i in present)
+        created = sorted(
+            i for i in self.ids[anchored:].tolist() if i >= self.p.next_id and i in present
+        )
         retired = sorted(previous - present - anchors)
         return ClusterResult(person, tuple(created), tuple(retired), found, joined, moved)
 
@@ -317,7 +379,9 @@ def _nearest(rows: Vectors, cents: Vectors, top: int) -> tuple[Ints, npt.NDArray
     return cols, dists
 
 
-def _first(cols: Ints, dists: npt.NDArray[np.float32], ok: Mask) -> tuple[Ints, npt.NDArray[np.float32]]:
+def _first(
+    cols: Ints, dists: npt.NDArray[np.float32], ok: Mask
+) -> tuple[Ints, npt.NDArray[np.float32]]:
     """Per row, the first allowed candidate; -1 and inf where none is."""
     has = ok.any(axis=1)
     at = np.argmax(ok, axis=1)
@@ -418,8 +482,8 @@ def _kmeans(unit: Vectors, cells: int, rounds: int = 8) -> Vectors:
     return cents
 
 
-def _graph(nbr: Ints, dist: npt.NDArray[np.float32], min_samples: int) -> object:
-    """Symmetric sparse distance graph, padded and bridged at a far distance so HDBSCAN accepts it."""
+def _graph(nbr: Ints, dist: Floats, min_samples: int) -> object:
+    """Symmetric sparse distance graph, padded and joined at a far distance for HDBSCAN."""
     from scipy.sparse import coo_matrix, csgraph
 
     n, k = nbr.shape
