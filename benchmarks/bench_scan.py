@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PACK_FILES = ("scrfd_2.5g_bnkps.onnx", "mobilefacenet_yywbxgl.onnx")
 SIZE = (4000, 3000)
+MIN_SIZE = 40  # beaver's default --min-size: smaller naive faces are not compared
 
 
 def make_photos(out: Path, count: int) -> list[Path]:
@@ -89,7 +90,8 @@ def ours(
         {
             "output_dir": str(out),
             "models_dir": str(root / "models"),
-            "face": {"model_pack": "testpack", "min_score": min_score, "min_size": 0},
+            # beaver's defaults otherwise: faces under 40 px are not kept (nor embedded).
+            "face": {"model_pack": "testpack", "min_score": min_score},
         },
     ).settings
     plugins = make_plugin_manager()
@@ -125,11 +127,14 @@ def iou(a: Any, b: Any) -> float:
 
 def compare(base: dict[str, Any], mine: dict[str, Any]) -> dict[str, float]:
     """Greedy IoU matching per photo: median IoU, cosine, and faces only one side found."""
-    ious, cosines, only_base, only_mine = [], [], 0, 0
+    ious, cosines, only_base, only_mine, small = [], [], 0, 0, 0
     for path in set(base) | set(mine):
         a, b = list(base.get(path, [])), list(mine.get(path, []))
         used: set[int] = set()
         for box, emb in a:
+            if min(box[2] - box[0], box[3] - box[1]) < MIN_SIZE:
+                small += 1
+                continue
             best, score = None, 0.3
             for k, (other, _) in enumerate(b):
                 if k not in used and iou(box, other) > score:
@@ -147,6 +152,7 @@ def compare(base: dict[str, Any], mine: dict[str, Any]) -> dict[str, float]:
         "median_cosine": statistics.median(cosines) if cosines else 0.0,
         "only_naive": only_base,
         "only_beaver": only_mine,
+        "naive_under_min_size": small,
     }
 
 

@@ -188,69 +188,82 @@ class InsightFaceDetector:
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
         """Every face in an RGB ``uint8`` image, best first, with L2-normalised embeddings."""
+        faces = self.locate(image)
+        embeddings = self.embed(image, [f.landmarks for f in faces])
+        return [
+            DetectedFace(bbox=f.bbox, score=f.score, landmarks=f.landmarks, embedding=e)
+            for f, e in zip(faces, embeddings, strict=True)
+        ]
+
+    def locate(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        """Every face in an RGB ``uint8`` image, best first, without embeddings."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             msg = f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}"
             raise ValueError(msg)
         dets, kpss = self._find(image)
-        offset = 0
         if len(dets) == 0:
             # A face filling the whole frame (a selfie, a tight crop) has no context for
-            # SCRFD's anchors; a margin around the photo lets it be found.
-            offset = max(image.shape[:2]) // 4
-            image = np.pad(image, ((offset, offset), (offset, offset), (0, 0)))
-            dets, kpss = self._find(image)
+            # SCRFD's anchors; a margin around the photo lets it be found. Such a face is
+            # big, so half the detector size is enough: the retry costs a quarter.
+            half = (self.detector_size[0] // 2, self.detector_size[1] // 2)
+            dets, kpss = self._find(image, margin=0.25, box=half)
             if len(dets) == 0:
                 return []
-        order = np.argsort(-dets[:, 4], kind="stable")
-        dets, kpss = dets[order], kpss[order]
-        crops = [align_face(image, kps, self.crop_size) for kps in kpss]
-        if offset:
-            h, w = image.shape[0] - 2 * offset, image.shape[1] - 2 * offset
-            dets = dets.copy()
-            dets[:, :4] -= offset
+            h, w = image.shape[:2]
             dets[:, [0, 2]] = dets[:, [0, 2]].clip(0, w)
             dets[:, [1, 3]] = dets[:, [1, 3]].clip(0, h)
-            kpss = kpss - offset
-        embeddings = self.embed_crops(crops)
+        order = np.argsort(-dets[:, 4], kind="stable")
         return [
             DetectedFace(
                 bbox=(float(d[0]), float(d[1]), float(d[2]), float(d[3])),
                 score=float(d[4]),
                 landmarks=tuple((float(x), float(y)) for x, y in kps),
-                embedding=embedding,
             )
-            for d, kps, embedding in zip(dets, kpss, embeddings, strict=True)
+            for d, kps in zip(dets[order], kpss[order], strict=True)
         ]
 
-    def _find(self, image: npt.NDArray[np.uint8]) -> tuple[Any, Any]:
+    def _find(
+        self,
+        image: npt.NDArray[np.uint8],
+        *,
+        margin: float = 0.0,
+        box: tuple[int, int] | None = None,
+    ) -> tuple[Any, Any]:
+        """Detections (boxes with scores, landmarks) in ``image``'s own pixels."""
         import cv2
 
         # Scale to the detector's size here, as insightface would, but on the RGB array
         # and with area averaging: the channel swap then copies a 640 px image, not a
         # 12 MP one. A dynamic-size detector gets an input that fits the photo's aspect
-        # (640x480 for 4:3) instead of a square, padded canvas: a quarter less work and
-        # the same scale, so the same faces.
+        # (640x480 for 4:3) instead of a square, padded canvas: less work at the same
+        # scale, so the same faces.
         h, w = image.shape[:2]
-        box_w, box_h = self.detector_size
-        scale = min(box_w / w, box_h / h)
+        box_w, box_h = box or self.detector_size
+        grow = 1.0 + 2.0 * margin
+        scale = min(box_w / (w * grow), box_h / (h * grow))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        shrunk: npt.NDArray[Any] = image
         if size != (w, h):
             method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            image = cv2.resize(image, size, interpolation=method)
-        input_size = self.detector_size
+            shrunk = cv2.resize(image, size, interpolation=method)
+        pad = round(max(size) * margin)
+        if pad:
+            shrunk = cv2.copyMakeBorder(shrunk, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        shown = (size[0] + 2 * pad, size[1] + 2 * pad)
+        input_size = box or self.detector_size
         if self.dynamic_input:
-            input_size = (_multiple_of_32(size[0]), _multiple_of_32(size[1]))
+            input_size = (_multiple_of_32(shown[0]), _multiple_of_32(shown[1]))
         # insightface takes BGR (cv2.imread's order) and swaps back to RGB itself.
-        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        bgr = np.ascontiguousarray(shrunk[:, :, ::-1])
         dets, kpss = self._detector.detect(bgr, input_size=input_size, max_num=0)
         if dets is None or len(dets) == 0 or kpss is None:
             return np.zeros((0, 5), dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
-        # insightface scales boxes back to the array it was given; undo our resize too.
+        # insightface maps boxes back to the array it was given; undo our margin and resize.
         sx, sy = w / size[0], h / size[1]
         dets = dets.copy()
-        dets[:, [0, 2]] *= sx
-        dets[:, [1, 3]] *= sy
-        kpss = kpss * np.array([sx, sy], dtype=np.float32)
+        dets[:, [0, 2]] = (dets[:, [0, 2]] - pad) * sx
+        dets[:, [1, 3]] = (dets[:, [1, 3]] - pad) * sy
+        kpss = (kpss - pad) * np.array([sx, sy], dtype=np.float32)
         return dets, kpss
 
     def embed(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -130,6 +130,32 @@ class OpenCVFaceDetector:
             landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
             faces.append(DetectedFace((x, y, x + w, y + h), float(row[14]), landmarks, embedding))
         return faces
+
+    def locate(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        """Every face in an RGB uint8 image, best first, without embeddings."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            msg = f"need an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}"
+            raise ValueError(msg)
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            return []
+        rows = self.find(np.ascontiguousarray(image))
+        faces = []
+        for row in rows[np.argsort(-rows[:, 14], kind="stable")]:
+            x, y, w, h = (float(v) for v in row[:4])
+            landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
+            faces.append(DetectedFace((x, y, x + w, y + h), float(row[14]), landmarks))
+        return faces
+
+    def embed(
+        self,
+        image: npt.NDArray[np.uint8],
+        landmarks: Sequence[Sequence[tuple[float, float]]],
+    ) -> list[npt.NDArray[np.float32]]:
+        """Embeddings of faces given by their five landmarks in an RGB image."""
+        if not landmarks:
+            return []
+        crops = [align_face(image, np.asarray(m, dtype=np.float64)) for m in landmarks]
+        return list(self._recognizer.embed(np.stack(crops)))
 
     def find(self, image: npt.NDArray[np.uint8]) -> Rows:
         """YuNet's rows for an RGB image, mapped back to its pixels (no embeddings)."""

@@ -38,6 +38,25 @@ class FaceDetector(Protocol):
         ...
 
 
+@runtime_checkable
+class FaceLocator(Protocol):
+    """Optional, for speed: a detector that can find faces and embed them separately.
+
+    The scanner then embeds only the faces that pass its filters, each from a decode of the
+    photo big enough for the recognizer, instead of every face ``detect`` finds.
+    """
+
+    def locate(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        """Every face found, best first, without embeddings."""
+        ...
+
+    def embed(
+        self, image: npt.NDArray[np.uint8], landmarks: Sequence[Sequence[tuple[float, float]]]
+    ) -> list[npt.NDArray[np.float32]]:
+        """L2-normalised embeddings of the faces with these five-point landmarks."""
+        ...
+
+
 @dataclass(frozen=True)
 class Caption:
     """A captioner's answer for one image."""

@@ -30,6 +30,7 @@ class ColourDetector:
         self.calls = 0
         self.embeds = 0
         self.sizes: list[tuple[int, int]] = []
+        self.embed_sizes: list[int] = []
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
         self.calls += 1
@@ -49,10 +50,14 @@ class ColourDetector:
             )
         return sorted(out, key=lambda f: f.bbox)
 
+    def locate(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        return [DetectedFace(f.bbox, f.score, f.landmarks) for f in self.detect(image)]
+
     def embed(
         self, image: npt.NDArray[np.uint8], landmarks: Sequence[Sequence[tuple[float, float]]]
     ) -> list[npt.NDArray[np.float32]]:
         self.embeds += len(landmarks)
+        self.embed_sizes.append(image.shape[1])
         out = []
         for marks in landmarks:
             x, y = (int(v) for v in marks[2])
@@ -219,7 +224,12 @@ def test_small_faces_are_embedded_again_from_a_bigger_decode(
     lib = tmp_path / "lib"
     _photo(lib / "group.jpg", [(600, 600, 180, RED), (2000, 1500, 900, BLUE)], size=(4000, 3000))
     _run(ScanPlan(roots=(lib,), decode_size=500, min_size=10), store, detector)
-    assert detector.embeds == 1  # only the small face; the big one kept its first embedding
+    # Both faces embedded once: the big one from the reduced decode, the small one from a
+    # bigger decode where it has at least the recognizer's 112 px.
+    assert detector.embeds == 2
+    reduced, bigger = detector.embed_sizes
+    assert reduced < bigger <= 4000
+    assert 180 * bigger / 4000 >= 112
 
 
 def test_missing_files_are_marked_and_excluded(
@@ -295,3 +305,32 @@ def test_blur_score_separates_sharp_from_blurred() -> None:
     flat = np.full((100, 100, 3), 120, dtype=np.uint8)
     assert blur_score(sharp, (0, 0, 100, 100)) > 100 * max(blur_score(flat, (0, 0, 100, 100)), 1e-3)
     assert blur_score(sharp, (10, 10, 11, 11)) == 0.0
+
+
+class DetectOnly:
+    """A detector with only the required ``detect`` (embeddings included)."""
+
+    model_id = "test:detect-only"
+
+    def __init__(self) -> None:
+        self.inner = ColourDetector()
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        return self.inner.detect(image)
+
+
+def test_a_detector_without_locate_and_embed_works(tmp_path: Path, store: FaceStore) -> None:
+    lib = tmp_path / "lib"
+    _photo(lib / "a.png", [(150, 150, 100, RED), (450, 200, 120, BLUE)])
+    plain = DetectOnly()
+    report = scan(
+        ScanPlan(roots=(lib,), min_size=10),
+        store,
+        lambda: Engine(detector=plain, model_id=plain.model_id),
+        None,
+    )
+    assert report.faces == 2
+    assert plain.inner.embeds == 0
+    embeddings = store.cluster_inputs(plain.model_id).embeddings
+    assert embeddings.shape == (2, 3)
+    assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0)

@@ -35,7 +35,18 @@ def detector_options(spec: FaceDetectorSpec, settings: BeaverSettings) -> dict[s
     for key, value in common.items():
         if key in fields and value is not None:
             values[key] = value
+    providers = _DEVICE_PROVIDERS.get(settings.device)
+    if providers and "providers" in fields and "providers" not in values:
+        values["providers"] = providers
     return values
+
+
+# `device` for onnxruntime-based detectors; "auto" leaves the plugin's own choice
+# (CUDA when onnxruntime has it, else CPU).
+_DEVICE_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 
 
 def fingerprint(spec: FaceDetectorSpec, values: dict[str, Any]) -> str:

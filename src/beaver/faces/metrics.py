@@ -2,19 +2,21 @@
 
 Definitions follow learn-to-cluster's ``evaluation/metrics.py`` (see
 docs FACES-CAPTIONS-REFERENCE §2.6). A face the clusterer left unassigned (``None`` or ``-1``)
-is its own singleton cluster: leaving a face out never earns precision it did not have and
-always costs the recall a join would have given.
+is its own singleton cluster, not a member of one big "unassigned" cluster: leaving a face out
+is precise and costs only the recall a right join would have given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 Label = Hashable | None
+Labels = Sequence[Label] | npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Scores:
     f: float
 
 
-def bcubed(truth: Sequence[Label], predicted: Sequence[Label]) -> Scores:
+def bcubed(truth: Labels, predicted: Labels) -> Scores:
     """BCubed scores: per-face precision and recall of its cluster, averaged over faces."""
     rows, cols = _codes(truth, predicted)
     if rows.size == 0:
@@ -40,7 +42,7 @@ def bcubed(truth: Sequence[Label], predicted: Sequence[Label]) -> Scores:
     return Scores(precision, recall, _harmonic(precision, recall))
 
 
-def pairwise(truth: Sequence[Label], predicted: Sequence[Label]) -> Scores:
+def pairwise(truth: Labels, predicted: Labels) -> Scores:
     """Pairwise scores over unordered pairs of faces; no pairs at all counts as perfect."""
     rows, cols = _codes(truth, predicted)
     _, cell_sizes = _cells(rows, cols)
@@ -52,16 +54,14 @@ def pairwise(truth: Sequence[Label], predicted: Sequence[Label]) -> Scores:
     return Scores(precision, recall, _harmonic(precision, recall))
 
 
-def _codes(
-    truth: Sequence[Label], predicted: Sequence[Label]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _codes(truth: Labels, predicted: Labels) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Dense integer codes for both labelings; each unassigned prediction gets its own code."""
     if len(truth) != len(predicted):
         raise ValueError(f"truth has {len(truth)} labels but predicted has {len(predicted)}")
     return _encode(truth, singleton_unassigned=False), _encode(predicted, singleton_unassigned=True)
 
 
-def _encode(labels: Sequence[Label], *, singleton_unassigned: bool) -> npt.NDArray[np.int64]:
+def _encode(labels: Labels, *, singleton_unassigned: bool) -> npt.NDArray[np.int64]:
     """Map labels to 0..k-1 in order of first appearance."""
     codes: dict[Label, int] = {}
     out = np.empty(len(labels), dtype=np.int64)

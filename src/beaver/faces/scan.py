@@ -26,7 +26,7 @@ import numpy.typing as npt
 from beaver.errors import InputError
 from beaver.faces.store import FaceStore, NewFace, Points
 from beaver.images import IMAGE_SUFFIXES, ImageLoadError, LoadedImage, find_images, load_image
-from beaver.interfaces import DetectedFace, FaceDetector
+from beaver.interfaces import DetectedFace, FaceDetector, FaceLocator
 from beaver.progress import NullProgress, Progress
 
 RECOGNIZER_SIDE = 112
@@ -277,10 +277,7 @@ def _handle(
         if not twins and store.image(item.path) is not None:
             # Same content at the same path (touched, or copied back): only the stat changed.
             with store.transaction() as db:
-                db.execute(
-                    "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?",
-                    (item.size, item.mtime_ns, item.path),
-                )
+                store.touch_image(db, item.path, item.size, item.mtime_ns)
             report.unchanged += 1
             return
         gone = next((t for t in twins if not os.path.exists(t.path)), None)
@@ -311,10 +308,19 @@ def _handle(
 def detect_faces(
     detector: FaceDetector, image: LoadedImage, plan: ScanPlan, data: bytes = b""
 ) -> list[NewFace]:
-    """Detect on the (reduced) image; return faces in original pixels that pass the filters."""
+    """Detect on the (reduced) image; return faces in original pixels that pass the filters.
+
+    A detector that can locate and embed separately embeds only the faces kept, each from
+    a decode big enough for the recognizer (see :class:`beaver.interfaces.FaceLocator`).
+    """
     scale = image.scale
+    split = isinstance(detector, FaceLocator)
+    if isinstance(detector, FaceLocator):
+        found = detector.locate(image.pixels)
+    else:
+        found = detector.detect(image.pixels)
     kept: list[tuple[DetectedFace, tuple[float, float, float, float], Points]] = []
-    for face in detector.detect(image.pixels):
+    for face in found:
         if face.score < plan.min_score:
             continue
         x1, y1, x2, y2 = (v / scale for v in face.bbox)
@@ -328,7 +334,11 @@ def detect_faces(
             continue
         marks = tuple((x / scale, y / scale) for x, y in face.landmarks)
         kept.append((face, box, marks))
-    embeddings = _embeddings(detector, image, data, kept)
+    if split:
+        assert isinstance(detector, FaceLocator)
+        embeddings = _split_embeddings(detector, image, data, kept)
+    else:
+        embeddings = [face.embedding for face, _, _ in kept]
     out = []
     for (face, box, marks), emb in zip(kept, embeddings, strict=True):
         if emb is None:
@@ -346,39 +356,41 @@ def detect_faces(
     return out
 
 
-def _embeddings(
-    detector: FaceDetector,
+def _split_embeddings(
+    detector: FaceLocator,
     image: LoadedImage,
     data: bytes,
     kept: Sequence[tuple[DetectedFace, tuple[float, float, float, float], Points]],
 ) -> list[npt.NDArray[np.float32] | None]:
-    embeddings = [face.embedding for face, _, _ in kept]
-    embed = getattr(detector, "embed", None)
-    if embed is None or not data or image.scale >= 1.0:
-        return embeddings
-    # A face that the reduced decode shrank below the recognizer's input size lost
-    # identity detail: embed it again from a decode at the scale it needs.
+    embeddings: list[npt.NDArray[np.float32] | None] = [None] * len(kept)
+    # A face that the reduced decode shrank below the recognizer's input size would lose
+    # identity detail: embed it from a decode at the scale it needs (once per photo).
     small = [
         k
-        for k, (_, box, marks) in enumerate(kept)
-        if marks and min(box[2] - box[0], box[3] - box[1]) * image.scale < RECOGNIZER_SIDE
+        for k, (_, box, _) in enumerate(kept)
+        if image.scale < 1.0
+        and min(box[2] - box[0], box[3] - box[1]) * image.scale < RECOGNIZER_SIDE
     ]
-    if not small:
-        return embeddings
-    need = max(
-        RECOGNIZER_SIDE / min(kept[k][1][2] - kept[k][1][0], kept[k][1][3] - kept[k][1][1])
-        for k in small
-    )
-    side = int(min(1.0, need) * max(image.width, image.height)) + 1
-    try:
-        bigger = load_image(Path("<memory>"), data=data, max_side=side)
-    except ImageLoadError:
-        return embeddings
-    if bigger.scale <= image.scale:
-        return embeddings
-    marks = [tuple((x * bigger.scale, y * bigger.scale) for x, y in kept[k][2]) for k in small]
-    for k, emb in zip(small, embed(bigger.pixels, marks), strict=True):
-        embeddings[k] = emb
+    big = [k for k in range(len(kept)) if k not in set(small)]
+    bigger: LoadedImage | None = None
+    if small and data:
+        need = max(
+            RECOGNIZER_SIDE / min(kept[k][1][2] - kept[k][1][0], kept[k][1][3] - kept[k][1][1])
+            for k in small
+        )
+        side = int(min(1.0, need) * max(image.width, image.height)) + 1
+        try:
+            bigger = load_image(Path("<memory>"), data=data, max_side=side)
+        except ImageLoadError:
+            bigger = None
+    if bigger is None or bigger.scale <= image.scale:
+        big, small = list(range(len(kept))), []
+    for group, source in ((big, image), (small, bigger)):
+        if not group or source is None:
+            continue
+        marks = [tuple((x * source.scale, y * source.scale) for x, y in kept[k][2]) for k in group]
+        for k, emb in zip(group, detector.embed(source.pixels, marks), strict=True):
+            embeddings[k] = emb
     return embeddings
 
 

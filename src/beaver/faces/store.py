@@ -343,6 +343,12 @@ class FaceStore:
             (path, size, mtime, image_id),
         )
 
+    def touch_image(self, db: sqlite3.Connection, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new file stat (touched, or copied back): nothing else changes."""
+        db.execute(
+            "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path)
+        )
+
     def save_error(
         self, db: sqlite3.Connection, path: str, size: int, mtime_ns: int, reason: str
     ) -> None:
