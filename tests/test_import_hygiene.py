@@ -17,6 +17,9 @@ HEAVY = [
     "open_clip",
     "onnxruntime",
     "cv2",
+    "sklearn",
+    "scipy",
+    "onnx",
     "hdbscan",
     "torchvision",
 ]
