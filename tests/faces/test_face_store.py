@@ -138,7 +138,8 @@ def test_rescanned_image_keeps_person_and_decisions_of_overlapping_faces(store: 
     assert after[12].locked
     assert after[400].person_id is None
     record = store.image("/p/a.jpg")
-    assert record is not None and record.sha256 == "h2"
+    assert record is not None
+    assert record.sha256 == "h2"
 
 
 def test_copy_and_move_keep_faces(store: FaceStore) -> None:
