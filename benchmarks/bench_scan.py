@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from beaver.faces.store import iou
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PACK_FILES = ("scrfd_2.5g_bnkps.onnx", "mobilefacenet_yywbxgl.onnx")
@@ -121,15 +123,6 @@ def ours(
     return first, again, {p: [(f.bbox, embeddings[f.id]) for f in fs] for p, fs in found.items()}
 
 
-def iou(a: Any, b: Any) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
-
-
 def compare(base: dict[str, Any], mine: dict[str, Any]) -> dict[str, float]:
     """Greedy IoU matching per photo: median IoU, cosine, and faces only one side found."""
     ious, cosines, only_base, only_mine, small = [], [], 0, 0, 0
@@ -142,8 +135,8 @@ def compare(base: dict[str, Any], mine: dict[str, Any]) -> dict[str, float]:
                 continue
             best, score = None, 0.3
             for k, (other, _) in enumerate(b):
-                if k not in used and iou(box, other) > score:
-                    best, score = k, iou(box, other)
+                if k not in used and iou(tuple(box), tuple(other)) > score:
+                    best, score = k, iou(tuple(box), tuple(other))
             if best is None:
                 only_base += 1
                 continue

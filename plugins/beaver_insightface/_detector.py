@@ -9,7 +9,6 @@ plugin's factory calls; everything here works with insightface 0.7.3's API as we
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import warnings
@@ -23,6 +22,7 @@ import numpy.typing as npt
 
 from beaver.errors import ConfigError, ModelError
 from beaver.faces.align import align_face
+from beaver.fsutil import file_sha256
 from beaver.interfaces import DetectedFace
 from beaver_insightface import _onnx_peek
 
@@ -121,15 +121,6 @@ def _corrupt(path: Path, pack: str, exc: BaseException) -> ModelError:
     return ModelError(
         f"{path}: not a readable ONNX model ({_first_line(exc)}).", hint=_pack_hint(pack)
     )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

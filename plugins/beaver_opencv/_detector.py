@@ -6,7 +6,6 @@ Imported by the plugin's factory only, so listing plugins never loads OpenCV.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy.typing as npt
 
 from beaver.errors import ModelError
 from beaver.faces.align import align_face
+from beaver.fsutil import file_sha256
 from beaver.interfaces import DetectedFace
 from beaver.models.store import resolve_pack
 from beaver_opencv._pack import PackFiles, corrupt, find_pack_files
@@ -42,14 +42,6 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         logging.setLogLevel(level)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _resize(rgb: npt.NDArray[np.uint8], long_side: int) -> npt.NDArray[np.uint8]:
@@ -79,7 +71,7 @@ class OpenCVFaceDetector:
         self._recognizer = Recognizer(files.recognizer)
         self.embedding_dim: int = self._recognizer.dim
         # Embeddings of different recognizers never mix: the recognizer's bytes name the space.
-        digest = _file_digest(files.recognizer)[:16]
+        digest = file_sha256(files.recognizer)[:16]
         self.model_id: str = f"opencv:{pack_label}:{digest}"
 
     @staticmethod
@@ -105,31 +97,13 @@ class OpenCVFaceDetector:
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
         """Every face in an RGB uint8 (H, W, 3) image, best first, in its pixel coordinates."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            msg = f"need an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}"
-            raise ValueError(msg)
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            return []
-        image = np.ascontiguousarray(image)  # OpenCV cannot wrap every numpy view
-        rows = self.find(image)
-        found: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]] = []
-        for row in rows[np.argsort(-rows[:, 14], kind="stable")]:
-            # YuNet lists the eye and mouth corner on the image's left first (the person's
-            # right), then nose: already insightface's order, which align_face expects.
-            points = row[4:14].reshape(5, 2).astype(np.float64)
-            try:
-                found.append((row, align_face(image, points)))
-            except ValueError:
-                continue  # landmarks that fit no transform: the face cannot be embedded
-        if not found:
-            return []
-        embeddings = self._recognizer.embed(np.stack([crop for _, crop in found]))
-        faces = []
-        for (row, _), embedding in zip(found, embeddings, strict=True):
-            x, y, w, h = (float(v) for v in row[:4])
-            landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
-            faces.append(DetectedFace((x, y, x + w, y + h), float(row[14]), landmarks, embedding))
-        return faces
+        faces = self.locate(image)
+        embeddings = self.embed(np.ascontiguousarray(image), [f.landmarks for f in faces])
+        return [
+            DetectedFace(f.bbox, f.score, f.landmarks, e)
+            for f, e in zip(faces, embeddings, strict=True)
+            if np.any(e)  # landmarks that fit no transform: the face cannot be embedded
+        ]
 
     def locate(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
         """Every face in an RGB uint8 image, best first, without embeddings."""
@@ -154,8 +128,20 @@ class OpenCVFaceDetector:
         """Embeddings of faces given by their five landmarks in an RGB image."""
         if not landmarks:
             return []
-        crops = [align_face(image, np.asarray(m, dtype=np.float64)) for m in landmarks]
-        return list(self._recognizer.embed(np.stack(crops)))
+        crops: list[npt.NDArray[np.uint8] | None] = []
+        for marks in landmarks:
+            # YuNet lists the eye and mouth corner on the image's left first (the person's
+            # right), then nose: already insightface's order, which align_face expects.
+            try:
+                crops.append(align_face(image, np.asarray(marks, dtype=np.float64)))
+            except ValueError:
+                crops.append(None)  # landmarks that fit no transform
+        good = [c for c in crops if c is not None]
+        vectors: Iterator[npt.NDArray[np.float32]] = iter(
+            self._recognizer.embed(np.stack(good)) if good else []
+        )
+        dim = self.embedding_dim
+        return [next(vectors) if c is not None else np.zeros(dim, dtype=np.float32) for c in crops]
 
     def find(self, image: npt.NDArray[np.uint8]) -> Rows:
         """YuNet's rows for an RGB image, mapped back to its pixels (no embeddings)."""

@@ -341,8 +341,8 @@ def detect_faces(
         embeddings = [face.embedding for face, _, _ in kept]
     out = []
     for (face, box, marks), emb in zip(kept, embeddings, strict=True):
-        if emb is None:
-            continue
+        if emb is None or not np.any(emb):
+            continue  # the plugin could not embed this face (degenerate landmarks)
         out.append(
             NewFace(
                 bbox=box,

@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from beaver.faces.align import ARCFACE_TEMPLATE, TEMPLATE_SIZE
+
 if TYPE_CHECKING:
     import onnx
 
@@ -47,18 +49,7 @@ _OPSET = 17
 _IR_VERSION = 8  # old enough for every onnxruntime beaver supports
 # Where the five landmarks sit inside a face box: the ArcFace template over 112 px, so
 # an aligned crop of a tiny "face" is exactly its box.
-_LANDMARKS_IN_BOX = (
-    np.array(
-        [
-            [38.2946, 51.6963],
-            [73.5318, 51.5014],
-            [56.0252, 71.7366],
-            [41.5493, 92.3655],
-            [70.7299, 92.2041],
-        ]
-    )
-    / 112.0
-)
+_LANDMARKS_IN_BOX = ARCFACE_TEMPLATE / TEMPLATE_SIZE
 _BLOCK = 4
 """Pixels per side of the blocks the detector averages before measuring squares."""
 # (stride, window sides of its two anchors in blocks): odd, centred on the anchor points.

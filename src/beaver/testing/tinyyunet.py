@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from beaver.faces.align import ARCFACE_TEMPLATE, TEMPLATE_SIZE
 from beaver.testing.tinymodels import write_tiny_recognizer
 
 if TYPE_CHECKING:
@@ -50,18 +51,7 @@ _RING = {8: 2, 16: 3, 32: 6}
 _SAT_LOW = 60.0
 _SAT_RAMP = 60.0
 # The ArcFace template over 112 px: an aligned crop of a tiny "face" is exactly its box.
-_LANDMARKS_IN_BOX = (
-    np.array(
-        [
-            [38.2946, 51.6963],
-            [73.5318, 51.5014],
-            [56.0252, 71.7366],
-            [41.5493, 92.3655],
-            [70.7299, 92.2041],
-        ]
-    )
-    / 112.0
-)
+_LANDMARKS_IN_BOX = ARCFACE_TEMPLATE / TEMPLATE_SIZE
 _EPS = 1e-4
 
 
