@@ -337,3 +337,25 @@ def test_a_detector_without_locate_and_embed_works(tmp_path: Path, store: FaceSt
     embeddings = store.cluster_inputs(plain.model_id).embeddings
     assert embeddings.shape == (2, 3)
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0)
+
+
+def test_a_photo_that_comes_back_keeps_its_faces(
+    tmp_path: Path, store: FaceStore, detector: ColourDetector
+) -> None:
+    lib = tmp_path / "lib"
+    photo = _photo(lib / "a.jpg", [(200, 200, 120, RED)])
+    _photo(lib / "b.jpg", [(200, 200, 120, BLUE)])
+    plan = ScanPlan(roots=(lib,), min_size=10)
+    _run(plan, store, detector)
+    face_id = store.faces(image_id=store.image(str(photo)).id)[0].id  # type: ignore[union-attr]
+    aside = tmp_path / "aside.jpg"
+    shutil.move(photo, aside)
+    _run(plan, store, detector, model_id=detector.model_id)
+    assert store.counts()["missing"] == 1
+    shutil.move(aside, photo)  # back (an unmounted drive, a restore)
+    calls = detector.calls
+    report, _ = _run(plan, store, detector, model_id=detector.model_id)
+    assert report.scanned == 0
+    assert detector.calls == calls
+    assert store.counts()["missing"] == 0
+    assert face_id in {f.id for f in store.faces()}

@@ -344,9 +344,11 @@ class FaceStore:
         )
 
     def touch_image(self, db: sqlite3.Connection, path: str, size: int, mtime_ns: int) -> None:
-        """Same content, new file stat (touched, or copied back): nothing else changes."""
+        """Same content, new file stat (touched, or back after going missing): keep its faces."""
         db.execute(
-            "UPDATE images SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path)
+            "UPDATE images SET size = ?, mtime_ns = ?, status = 'ok', error = NULL"
+            " WHERE path = ?",
+            (size, mtime_ns, path),
         )
 
     def save_error(
