@@ -346,8 +346,7 @@ class FaceStore:
     def touch_image(self, db: sqlite3.Connection, path: str, size: int, mtime_ns: int) -> None:
         """Same content, new file stat (touched, or back after going missing): keep its faces."""
         db.execute(
-            "UPDATE images SET size = ?, mtime_ns = ?, status = 'ok', error = NULL"
-            " WHERE path = ?",
+            "UPDATE images SET size = ?, mtime_ns = ?, status = 'ok', error = NULL WHERE path = ?",
             (size, mtime_ns, path),
         )
 
