@@ -31,6 +31,7 @@ __all__ = [
     "ImageLoadError",
     "LoadedImage",
     "find_images",
+    "header_size",
     "load_image",
     "open_image",
     "register_heif",
@@ -126,6 +127,19 @@ def load_image(
 def open_image(path: Path) -> Image.Image:
     """The full-resolution photo as an upright RGB PIL image; raises ImageLoadError."""
     return _decode(path, None, None)[0]
+
+
+def header_size(path: Path, data: bytes) -> tuple[int, int] | None:
+    """Stored width and height from the header alone, nothing decoded; None when unreadable.
+
+    EXIF orientation may swap the two; the long side is the same either way.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            return _identify(path, data).size
+    except (ImageLoadError, OSError, ValueError):
+        return None
 
 
 def _decode(path: Path, data: bytes | None, max_side: int | None) -> tuple[Image.Image, int, int]:

@@ -669,3 +669,13 @@ def test_every_shared_photo_decodes(shared_faces: Path) -> None:
         assert loaded.pixels.shape[1] / loaded.width == pytest.approx(
             loaded.pixels.shape[0] / loaded.height, rel=0.02
         )
+
+
+def test_header_size_reads_no_pixels_and_is_none_for_junk(tmp_path: Path) -> None:
+    from beaver.images import header_size
+
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (300, 120), (10, 20, 30)).save(path)
+    data = path.read_bytes()
+    assert header_size(path, data) == (300, 120)
+    assert header_size(tmp_path / "x.jpg", b"not an image at all") is None

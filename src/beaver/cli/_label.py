@@ -125,14 +125,14 @@ def run_export(
 ) -> None:
     """Resolve people, export them and report."""
     from beaver.faces import cache
-    from beaver.faces.export import ExportPerson, export_people
+    from beaver.faces.export import export_people
     from beaver.faces.lock import vault_lock
-    from beaver.faces.vault import EXPORT_DIRS, export_aliases, export_person_data
+    from beaver.faces.vault import export_aliases, export_person_data
 
     rt = current()
     settings = rt.settings()
     folder = settings.facevault_dir
-    root = output or folder / EXPORT_DIRS[fmt]
+    root = output or folder / fmt  # organized/ or crops/, as in the seed
     if symlink and fmt == "crops":
         warn("--symlink applies to organized exports only; crops are always new files.")
     skipped: list[tuple[Path, str]] = []
@@ -142,7 +142,7 @@ def run_export(
             if who
             else [p for p in labels.require_people(store) if not p.hidden and p.faces]
         )
-        data = [p for p in export_person_data(store, people) if isinstance(p, ExportPerson)]
+        data = export_person_data(store, people)
         with rt.progress() as bar:
             bar.start("Exporting", total=sum(len(p.photos) for p in data))
             report = export_people(

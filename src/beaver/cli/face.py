@@ -254,16 +254,14 @@ def label(
 ) -> None:
     """Name, merge, split, hide or reject: interactive without arguments, else scriptable."""
     from beaver.cli import _label
-    from beaver.faces import labels
+    from beaver.faces import cache, labels
+    from beaver.faces.lock import vault_lock
     from beaver.faces.store import FaceStore
     from beaver.faces.vault import export_aliases
 
     rt = current()
     settings = rt.settings()
     folder = settings.facevault_dir
-    from beaver.faces import cache
-    from beaver.faces.lock import vault_lock
-
     with vault_lock(folder, "beaver face label"), FaceStore.open(folder, create=False) as store:
         labels.require_people(store)
         scripted = any((merge, split, reject, ignore, hide, unhide, confirm, name))

@@ -10,7 +10,6 @@ import html
 import io
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from PIL import Image
 
 from beaver.faces.export import ExportFace, ExportPerson, crop_square, safe_name
 from beaver.fsutil import write_atomic
-from beaver.images import ImageLoadError, LoadedImage, load_image, register_heif
+from beaver.images import ImageLoadError, LoadedImage, header_size, load_image
 
 MARGIN = 0.25
 COLUMNS = 10
@@ -126,7 +125,8 @@ def _decode(source: Path, crop_side: float, tile: int) -> LoadedImage | None:
         data = source.read_bytes()
     except OSError:
         return None
-    long_side = _long_side(data)
+    size = header_size(source, data)
+    long_side = max(size) if size else None
     max_side: int | None = FALLBACK_SIDE
     if long_side is not None:
         needed = math.ceil(long_side * tile / crop_side)
@@ -134,20 +134,6 @@ def _decode(source: Path, crop_side: float, tile: int) -> LoadedImage | None:
     try:
         return load_image(source, data=data, max_side=max_side)
     except ImageLoadError:
-        return None
-
-
-def _long_side(data: bytes) -> int | None:
-    """The long side from the header alone (orientation does not change it); None if unknown."""
-    if data[4:8] == b"ftyp":
-        register_heif()
-    try:
-        with warnings.catch_warnings():
-            # Big photos are fine here: only the header is read, and load_image has its limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                return max(image.size)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 

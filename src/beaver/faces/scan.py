@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -488,8 +488,3 @@ def _skip(
     report.skipped.setdefault(reason, []).append(path)
     if on_skip is not None:
         on_skip(path, reason)
-
-
-def skipped_summary(report: ScanReport) -> Counter[str]:
-    """Skipped photos counted by reason."""
-    return Counter({reason: len(paths) for reason, paths in report.skipped.items()})

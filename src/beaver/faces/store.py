@@ -29,7 +29,7 @@ Points = tuple[tuple[float, float], ...]
 
 _FACE_COLUMNS = (
     "f.id, f.image_id, i.path, f.x1, f.y1, f.x2, f.y2, f.score, f.landmarks, f.size, f.blur, "
-    "f.person_id, f.locked, f.rejected"
+    "f.person_id, f.locked, f.rejected, i.sha256"
 )
 
 
@@ -91,6 +91,8 @@ class FaceRow:
     person_id: int | None
     locked: bool
     rejected: bool
+    sha256: str | None
+    """Content hash of the photo."""
 
 
 @dataclass(frozen=True)
@@ -544,6 +546,7 @@ def _face_row(r: tuple[Any, ...]) -> FaceRow:
         person_id=r[11],
         locked=bool(r[12]),
         rejected=bool(r[13]),
+        sha256=r[14],
     )
 
 

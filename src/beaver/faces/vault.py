@@ -6,7 +6,6 @@ lock, run the work and keep ``face_cache.json`` in step with the database.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,13 @@ import numpy as np
 
 from beaver.errors import InputError
 from beaver.faces import cache, engine
+from beaver.faces.export import (
+    MANIFEST,
+    ExportFace,
+    ExportPerson,
+    ExportPhoto,
+    read_manifest,
+)
 from beaver.faces.lock import vault_lock
 from beaver.faces.scan import ScanPlan, ScanReport, check_roots, scan
 from beaver.faces.store import FaceStore, Person
@@ -23,7 +29,6 @@ from beaver.plugins import BeaverPluginManager
 from beaver.progress import Progress
 from beaver.settings import BeaverSettings
 
-EXPORT_DIRS = {"organized": "organized", "crops": "crops"}
 PREVIEW_DIR = "preview"
 
 
@@ -140,11 +145,9 @@ def cluster_vault(
         )
 
 
-def export_person_data(store: FaceStore, people: Sequence[Person]) -> list[object]:
+def export_person_data(store: FaceStore, people: Sequence[Person]) -> list[ExportPerson]:
     """The export module's plain-data view of people and their photos."""
-    from beaver.faces.export import ExportFace, ExportPerson, ExportPhoto
-
-    out: list[object] = []
+    out = []
     for person in people:
         photos: dict[str, list[ExportFace]] = {}
         hashes: dict[str, str] = {}
@@ -154,9 +157,7 @@ def export_person_data(store: FaceStore, people: Sequence[Person]) -> list[objec
             photos.setdefault(face.path, []).append(
                 ExportFace(face_id=face.id, bbox=face.bbox, score=face.score)
             )
-        for path in photos:
-            record = store.image(path)
-            hashes[path] = (record.sha256 if record else None) or ""
+            hashes[face.path] = face.sha256 or ""
         out.append(
             ExportPerson(
                 key=person.key,
@@ -173,21 +174,20 @@ def export_person_data(store: FaceStore, people: Sequence[Person]) -> list[objec
 def write_preview(settings: BeaverSettings, store: FaceStore) -> Path:
     """Contact sheets of every visible person and an HTML index; returns the index."""
     from beaver.faces import preview
-    from beaver.faces.export import ExportPerson
 
     people = [p for p in store.people(include_hidden=False) if p.faces]
-    data = [p for p in export_person_data(store, people) if isinstance(p, ExportPerson)]
+    data = export_person_data(store, people)
     return preview.write_preview(data, settings.facevault_dir / PREVIEW_DIR)
 
 
 def export_aliases(folder: Path) -> dict[str, str]:
     """Exported organized copies → their originals, read from the export manifests."""
     aliases: dict[str, str] = {}
-    for manifest in sorted((folder / EXPORT_DIRS["organized"]).glob("*/manifest.json")):
+    for path in sorted((folder / "organized").glob(f"*/{MANIFEST}")):
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-            for entry in data.get("files", []):
-                aliases[str(manifest.parent / entry["file"])] = str(entry["source"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue  # a hand-edited manifest must not break scans
+            manifest = read_manifest(path)
+        except InputError:
+            continue  # a hand-edited manifest must not break scans; export reports it
+        for entry in manifest.files if manifest else ():
+            aliases[str(path.parent / entry.file)] = str(entry.source)
     return aliases

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from beaver.errors import ConfigError, InputError, ModelError
+from beaver.fsutil import write_atomic
 from beaver.models import catalog
 
 Source = Literal["registered", "models_dir", "insightface"]
@@ -125,17 +126,8 @@ def load_registry(models_dir: Path) -> PackRegistry:
 
 
 def _save_registry(models_dir: Path, registry: PackRegistry) -> None:
-    models_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(registry.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    # Same-folder temp file + os.replace: readers see the old file or the new one, never half.
-    fd, tmp = tempfile.mkstemp(prefix=".packs-", suffix=".json.tmp", dir=models_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        Path(tmp).replace(registry_path(models_dir))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(registry_path(models_dir), text)
 
 
 def register_pack(path: Path, name: str, models_dir: Path) -> Path:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from beaver.faces.align import ARCFACE_TEMPLATE, TEMPLATE_SIZE
+from beaver.faces.store import iou
 
 if TYPE_CHECKING:
     import onnx
@@ -320,10 +321,5 @@ def draw_faces(
     return Image.fromarray(pixels)
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+box_iou = iou
+"""Intersection over union of two ``[x1, y1, x2, y2]`` boxes (the store's own)."""
