@@ -38,6 +38,11 @@ class InsightFaceOptions(BaseModel):
     nms: float = Field(
         0.4, gt=0, le=1, description="Overlap (IoU) above which two detections are one face."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Photos detected at once; on CPU, onnxruntime's threads are split among them.",
+    )
 
 
 def create_detector(options: InsightFaceOptions) -> InsightFaceDetector:

@@ -61,9 +61,9 @@ class FaceSettings(_Section):
     min_size: int = Field(40, ge=0, description="Minimum face size in pixels (short side).")
     threshold: float = Field(0.35, gt=0, lt=2, description="Cluster cosine-distance threshold.")
     min_cluster: int = Field(5, ge=2, description="Smallest group of faces that makes a person.")
-    workers: int = Field(0, ge=0, description="Decode workers; 0 picks from the CPU count.")
+    workers: int = Field(0, ge=0, description="Photos scanned at once; 0 picks from the CPU count.")
     decode_size: int = Field(
-        1280, ge=320, description="Photos are decoded with at least this long side for detection."
+        1000, ge=320, description="Photos are decoded with at least this long side for detection."
     )
 
 

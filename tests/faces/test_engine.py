@@ -37,6 +37,16 @@ def test_options_carry_face_settings_and_device(tmp_path: Path, spec: FaceDetect
     assert engine.detector_options(spec, cpu)["providers"] == ["CPUExecutionProvider"]
 
 
+def test_scan_workers_default_to_the_cores_up_to_four(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert engine.scan_workers(_settings(tmp_path)) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert engine.scan_workers(_settings(tmp_path)) == 1
+    assert engine.scan_workers(_settings(tmp_path, workers=3)) == 3
+
+
 def test_plugins_only_get_options_they_declare(tmp_path: Path) -> None:
     class Bare(BaseModel):
         pass
@@ -51,6 +61,9 @@ def test_fingerprint_follows_model_files_not_score(tmp_path: Path, spec: FaceDet
     key = engine.fingerprint(spec, engine.detector_options(spec, settings))
     looser = engine.detector_options(spec, _settings(tmp_path, min_score=0.3))
     assert engine.fingerprint(spec, looser) == key
+    wider = engine.detector_options(spec, _settings(tmp_path, workers=7))
+    assert wider["workers"] == 7
+    assert engine.fingerprint(spec, wider) == key
     recognizer = next(pack.glob("rec*.onnx"))
     os.utime(recognizer, ns=(1, 1))
     assert engine.fingerprint(spec, engine.detector_options(spec, settings)) != key

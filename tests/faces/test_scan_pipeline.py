@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -257,8 +259,13 @@ def test_missing_root_is_a_clear_error(
         _run(ScanPlan(roots=(tmp_path / "nope",)), store, detector)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 def test_interrupt_keeps_committed_batches_and_resumes(
-    tmp_path: Path, store: FaceStore, detector: ColourDetector, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    store: FaceStore,
+    detector: ColourDetector,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
 ) -> None:
     lib = tmp_path / "lib"
     for k in range(6):
@@ -271,14 +278,18 @@ def test_interrupt_keeps_committed_batches_and_resumes(
         return original(image)
 
     monkeypatch.setattr(detector, "detect", flaky)
-    plan = ScanPlan(roots=(lib,), batch=2, min_size=10)
+    plan = ScanPlan(roots=(lib,), batch=2, min_size=10, workers=workers)
     with pytest.raises(ScanInterrupted) as info:
         _run(plan, store, detector)
-    assert info.value.report.scanned == 4
-    assert store.counts()["ok"] == 4
+    done = info.value.report.scanned
+    # One worker meets the photos in order. Several detect in any order: the photos before
+    # the one that was interrupted are kept, any later ones already done are dropped with
+    # the interrupt (the next run does them).
+    assert done == 4 if workers == 1 else 0 <= done < 6
+    assert store.counts()["ok"] == done
     monkeypatch.setattr(detector, "detect", original)
     report, _ = _run(plan, store, detector, model_id=detector.model_id)
-    assert (report.unchanged, report.scanned) == (4, 2)
+    assert (report.unchanged, report.scanned) == (done, 6 - done)
 
 
 def test_full_disk_mid_scan_keeps_the_database_consistent(
@@ -300,6 +311,46 @@ def test_full_disk_mid_scan_keeps_the_database_consistent(
     report, _ = _run(plan, store, detector, model_id=detector.model_id)
     assert report.scanned == 40 - ok
     assert store.counts()["ok"] == 40
+
+
+class _Crowd:
+    """Wraps a detector and records how many threads are inside it at once."""
+
+    def __init__(self, inner: ColourDetector, concurrency: int | None) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        if concurrency is not None:
+            self.concurrency = concurrency
+        self.inside = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[DetectedFace]:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.02)  # long enough for other workers to arrive
+        try:
+            return self.inner.detect(image)
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+@pytest.mark.parametrize(("concurrency", "most"), [(None, 1), (1, 1), (3, 3)])
+def test_detector_is_entered_by_as_many_threads_as_it_declares(
+    tmp_path: Path, store: FaceStore, detector: ColourDetector, concurrency: int | None, most: int
+) -> None:
+    lib = tmp_path / "lib"
+    for k in range(12):
+        _photo(lib / f"{k:02d}.png", [(200, 200, 100, RED)])
+    crowd = _Crowd(detector, concurrency)
+    plan = ScanPlan(roots=(lib,), min_size=10, workers=4)
+    report = scan(plan, store, lambda: Engine(detector=crowd, model_id=crowd.model_id), None)
+    assert (report.scanned, report.faces) == (12, 12)
+    assert crowd.most == most
+    # Results are written in the photos' order whatever order the workers finished in.
+    assert [Path(f.path).name for f in store.faces()] == [f"{k:02d}.png" for k in range(12)]
 
 
 def test_blur_score_separates_sharp_from_blurred() -> None:

@@ -66,6 +66,32 @@ def test_finds_faces_best_first_in_input_pixels(tiny):
             assert drawn[1] < y < drawn[3]
 
 
+def test_workers_share_the_cores_and_may_call_at_once(packs, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+
+    def threads(detector: Any) -> set[int]:
+        sessions = [detector._session, detector._detector.session]
+        return {s.get_session_options().intra_op_num_threads for s in sessions}
+
+    shared = create(model_pack=str(packs / "tiny"), workers=4, providers=[CPU])
+    assert shared.concurrency == 4
+    assert threads(shared) == {2}  # 8 cores among 4 workers
+    alone = create(model_pack=str(packs / "tiny"), providers=[CPU])
+    assert alone.concurrency == 1
+    assert threads(alone) == {8}
+
+
+def test_one_detector_session_serves_every_photo_shape(tiny):
+    scrfd = tiny._detector
+    if not hasattr(scrfd, "resolution_sessions"):
+        pytest.skip("insightface 0.7.x: one session by design")
+    for size in [(1280, 720), (720, 1280), (1000, 1000), (1500, 1000)]:
+        assert len(tiny.detect(np.asarray(tm.draw_faces(size, FACES[:1])))) == 1
+    sessions = scrfd.resolution_sessions
+    assert len(sessions) >= 4
+    assert all(s is scrfd.session for s in sessions.values())
+
+
 def test_embeddings_are_unit_vectors_that_tell_people_apart(tiny):
     image = np.asarray(tm.draw_faces((1280, 720), FACES))
 

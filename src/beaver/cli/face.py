@@ -50,7 +50,8 @@ def scan(
         typer.Option(help="Model pack name or folder (default: the detector's, buffalo_l)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Image decoding threads (default: from the CPU count).")
+        int | None,
+        typer.Option(help="Photos scanned at once (default: from the CPU count, at most 4)."),
     ] = None,
     rescan: Annotated[
         bool, typer.Option(help="Scan every photo again, even unchanged ones.")

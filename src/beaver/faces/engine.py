@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ from beaver.plugins import FaceDetectorSpec
 from beaver.settings import BeaverSettings
 
 # Options that filter faces but do not change the embeddings.
-_NOT_IN_FINGERPRINT = frozenset({"min_score"})
+_NOT_IN_FINGERPRINT = frozenset({"min_score", "workers"})
+
+
+def scan_workers(settings: BeaverSettings) -> int:
+    """Photos a scan works on at once: the setting, or up to 4 from the CPU count."""
+    return settings.face.workers or max(1, min(4, os.cpu_count() or 1))
 
 
 def detector_options(spec: FaceDetectorSpec, settings: BeaverSettings) -> dict[str, Any]:
@@ -31,6 +37,7 @@ def detector_options(spec: FaceDetectorSpec, settings: BeaverSettings) -> dict[s
         "model_pack": settings.face.model_pack,
         "models_dir": settings.models_dir,
         "min_score": settings.face.min_score,
+        "workers": scan_workers(settings),
     }
     for key, value in common.items():
         if key in fields and value is not None:

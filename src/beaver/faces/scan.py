@@ -3,9 +3,11 @@
 
 Unchanged files (same path, size and mtime, scanned with the same model) are not opened.
 Each changed file is read once: the bytes are hashed (moved and duplicate photos are
-recognised by content and not decoded again) and decoded at reduced size in worker threads
-while the detector runs on the previous photos. Results are committed in batches, so a
-crash or Ctrl-C loses at most one batch, and the next run resumes where this one stopped.
+recognised by content and not decoded again), decoded at reduced size and run through the
+detector in worker threads, several photos at once; the detector is entered by as many
+threads as it declares safe (:func:`detector_slots`), so decoding always overlaps
+inference. Results are committed in batches from one thread, so a crash or Ctrl-C loses
+at most one batch, and the next run resumes where this one stopped.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from threading import BoundedSemaphore
 from typing import Literal
 
 import numpy as np
@@ -43,7 +47,7 @@ class ScanPlan:
     min_score: float = 0.6
     min_size: int = 40
     workers: int = 2
-    decode_size: int = 1280
+    decode_size: int = 1000
     rescan: bool = False
     batch: int = 64
     batch_seconds: float = 5.0
@@ -78,7 +82,7 @@ class _Prepared:
     kind: Literal["decoded", "known", "error"]
     sha256: str = ""
     image: LoadedImage | None = None
-    data: bytes = b""
+    faces: tuple[NewFace, ...] = ()
     reason: str = ""
 
 
@@ -145,10 +149,12 @@ def scan(
             store.set_meta(db, "engine", model_id)
     writer = _BatchWriter(store, plan)
     progress.start("Scanning photos", total=len(todo))
+    work = _Work(current(), plan) if todo else None
     try:
-        for done, item in enumerate(_prepare_all(todo, known, plan), start=1):
+        for done, item in enumerate(_prepare_all(todo, known, work), start=1):
             assert model_id is not None
-            _handle(item, store, writer, current(), model_id, plan, report, on_skip)
+            assert work is not None
+            _handle(item, store, writer, work, model_id, report, on_skip)
             writer.maybe_flush()
             progress.update(done)
     except KeyboardInterrupt:
@@ -221,17 +227,58 @@ def _changed(
     return todo
 
 
-def _prepare_all(
-    todo: Sequence[tuple[str, int, int]], known: set[str], plan: ScanPlan
-) -> Iterator[_Prepared]:
-    """Read, hash and decode in worker threads, yielding in order with a bounded window."""
-    window = max(2, plan.workers * 2)
-    with ThreadPoolExecutor(max_workers=max(1, plan.workers), thread_name_prefix="decode") as pool:
-        pending: deque[Future[_Prepared]] = deque()
-        items = iter(todo)
+def detector_slots(detector: FaceDetector) -> int:
+    """How many threads may call ``detector`` at once: its ``concurrency``, else 1.
+
+    A detector that runs its models through a thread-safe runtime (onnxruntime sessions
+    are) says so with an int attribute ``concurrency``; any other is entered by one
+    thread at a time while the others read and decode the next photos.
+    """
+    slots = getattr(detector, "concurrency", 1)
+    return slots if isinstance(slots, int) and slots > 1 else 1
+
+
+class _Work:
+    """The per-photo work of a scan, run in worker threads."""
+
+    def __init__(self, engine: Engine, plan: ScanPlan) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.gate: AbstractContextManager[object] = BoundedSemaphore(
+            detector_slots(engine.detector)
+        )
+
+    def prepare(self, path: str, size: int, mtime_ns: int, known: set[str]) -> _Prepared:
+        """Read, hash, decode and detect one photo (unless its content is known)."""
         try:
-            for item in items:
-                pending.append(pool.submit(_prepare, *item, known, plan.decode_size))
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            return _Prepared(path, size, mtime_ns, "error", reason=f"cannot read ({exc.strerror})")
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in known:
+            return _Prepared(path, size, mtime_ns, "known", sha256=sha)
+        try:
+            image = load_image(Path(path), data=data, max_side=self.plan.decode_size)
+        except ImageLoadError as exc:
+            return _Prepared(path, size, mtime_ns, "error", sha256=sha, reason=exc.reason)
+        faces = detect_faces(self.engine.detector, image, self.plan, data, gate=self.gate)
+        return _Prepared(path, size, mtime_ns, "decoded", sha, image, tuple(faces))
+
+
+def _prepare_all(
+    todo: Sequence[tuple[str, int, int]], known: set[str], work: _Work | None
+) -> Iterator[_Prepared]:
+    """Prepare photos in worker threads, yielding in order with a bounded window."""
+    if work is None:
+        return
+    workers = max(1, work.plan.workers)
+    window = max(2, workers * 2)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
+        pending: deque[Future[_Prepared]] = deque()
+        try:
+            for item in todo:
+                pending.append(pool.submit(work.prepare, *item, known))
                 if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
@@ -241,29 +288,12 @@ def _prepare_all(
                 future.cancel()
 
 
-def _prepare(path: str, size: int, mtime_ns: int, known: set[str], max_side: int) -> _Prepared:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        return _Prepared(path, size, mtime_ns, "error", reason=f"cannot read ({exc.strerror})")
-    sha = hashlib.sha256(data).hexdigest()
-    if sha in known:
-        return _Prepared(path, size, mtime_ns, "known", sha256=sha)
-    try:
-        image = load_image(Path(path), data=data, max_side=max_side)
-    except ImageLoadError as exc:
-        return _Prepared(path, size, mtime_ns, "error", sha256=sha, reason=exc.reason)
-    return _Prepared(path, size, mtime_ns, "decoded", sha256=sha, image=image, data=data)
-
-
 def _handle(
     item: _Prepared,
     store: FaceStore,
     writer: _BatchWriter,
-    engine: Engine,
+    work: _Work,
     model_id: str,
-    plan: ScanPlan,
     report: ScanReport,
     on_skip: Callable[[str, str], None] | None,
 ) -> None:
@@ -294,31 +324,38 @@ def _handle(
             report.faces += len(faces)
             return
         # The twin vanished since the snapshot of hashes: decode after all.
-        item = _prepare(item.path, item.size, item.mtime_ns, set(), plan.decode_size)
+        item = work.prepare(item.path, item.size, item.mtime_ns, set())
         if item.kind != "decoded":
-            _handle(item, store, writer, engine, model_id, plan, report, on_skip)
+            _handle(item, store, writer, work, model_id, report, on_skip)
             return
     assert item.image is not None
-    faces = detect_faces(engine.detector, item.image, plan, item.data)
-    writer.image(item, item.image.width, item.image.height, model_id, faces)
+    writer.image(item, item.image.width, item.image.height, model_id, list(item.faces))
     report.scanned += 1
-    report.faces += len(faces)
+    report.faces += len(item.faces)
 
 
 def detect_faces(
-    detector: FaceDetector, image: LoadedImage, plan: ScanPlan, data: bytes = b""
+    detector: FaceDetector,
+    image: LoadedImage,
+    plan: ScanPlan,
+    data: bytes = b"",
+    *,
+    gate: AbstractContextManager[object] | None = None,
 ) -> list[NewFace]:
     """Detect on the (reduced) image; return faces in original pixels that pass the filters.
 
     A detector that can locate and embed separately embeds only the faces kept, each from
     a decode big enough for the recognizer (see :class:`beaver.interfaces.FaceLocator`).
+    Every call into the detector holds ``gate`` (see :func:`detector_slots`).
     """
+    gate = gate or nullcontext()
     scale = image.scale
     split = isinstance(detector, FaceLocator)
-    if isinstance(detector, FaceLocator):
-        found = detector.locate(image.pixels)
-    else:
-        found = detector.detect(image.pixels)
+    with gate:
+        if isinstance(detector, FaceLocator):
+            found = detector.locate(image.pixels)
+        else:
+            found = detector.detect(image.pixels)
     kept: list[tuple[DetectedFace, tuple[float, float, float, float], Points]] = []
     for face in found:
         if face.score < plan.min_score:
@@ -336,7 +373,7 @@ def detect_faces(
         kept.append((face, box, marks))
     if split:
         assert isinstance(detector, FaceLocator)
-        embeddings = _split_embeddings(detector, image, data, kept)
+        embeddings = _split_embeddings(detector, image, data, kept, gate)
     else:
         embeddings = [face.embedding for face, _, _ in kept]
     out = []
@@ -361,6 +398,7 @@ def _split_embeddings(
     image: LoadedImage,
     data: bytes,
     kept: Sequence[tuple[DetectedFace, tuple[float, float, float, float], Points]],
+    gate: AbstractContextManager[object],
 ) -> list[npt.NDArray[np.float32] | None]:
     embeddings: list[npt.NDArray[np.float32] | None] = [None] * len(kept)
     # A face that the reduced decode shrank below the recognizer's input size would lose
@@ -389,7 +427,9 @@ def _split_embeddings(
         if not group or source is None:
             continue
         marks = [tuple((x * source.scale, y * source.scale) for x, y in kept[k][2]) for k in group]
-        for k, emb in zip(group, detector.embed(source.pixels, marks), strict=True):
+        with gate:
+            found = detector.embed(source.pixels, marks)
+        for k, emb in zip(group, found, strict=True):
             embeddings[k] = emb
     return embeddings
 
@@ -409,11 +449,13 @@ def blur_score(pixels: npt.NDArray[np.uint8], box: Sequence[float]) -> float:
     x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
     if x2 - x1 < 3 or y2 - y1 < 3:
         return 0.0
-    crop = (
-        Image.fromarray(pixels[y1:y2, x1:x2])
-        .convert("L")
-        .resize((64, 64), Image.Resampling.BILINEAR)
-    )
+    face = Image.fromarray(pixels[y1:y2, x1:x2])
+    # Box-reduce a big face first (exact and cheap), so the filtered resize and the grey
+    # conversion see at most about 128x128 pixels whatever the face's size.
+    factor = min(x2 - x1, y2 - y1) // 128
+    if factor >= 2:
+        face = face.reduce(factor)
+    crop = face.resize((64, 64), Image.Resampling.BILINEAR).convert("L")
     g = np.asarray(crop, dtype=np.float32)
     lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
     return float(lap.var())

@@ -6,7 +6,6 @@ lock, run the work and keep ``face_cache.json`` in step with the database.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,6 @@ from beaver.settings import BeaverSettings
 PREVIEW_DIR = "preview"
 
 
-def decode_workers(settings: BeaverSettings) -> int:
-    """Decode threads: the setting, or up to 4 from the CPU count."""
-    return settings.face.workers or max(1, min(4, os.cpu_count() or 1))
-
-
 def scan_library(
     settings: BeaverSettings,
     plugins: BeaverPluginManager,
@@ -58,7 +52,7 @@ def scan_library(
         exclude=tuple(exclude),
         min_score=settings.face.min_score,
         min_size=settings.face.min_size,
-        workers=decode_workers(settings),
+        workers=engine.scan_workers(settings),
         decode_size=settings.face.decode_size,
         rescan=rescan,
     )
