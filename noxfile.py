@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -21,10 +22,23 @@ def _group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
+def _pypi_only(session: nox.Session) -> dict[str, str]:
+    """pip settings that take torch from PyPI, not from a machine's local CPU-only wheel.
+
+    open_clip needs torchvision, and PyPI's torchvision only loads beside PyPI's torch
+    build (CUDA on Linux; it runs on the CPU too). A machine's pip config may point at a
+    folder with a CPU-only torch of the same version, which pip would prefer; this
+    session's installs ignore the pip config and such folders.
+    """
+    empty = Path(session.create_tmp()) / "no-local-wheels"
+    empty.mkdir(exist_ok=True)
+    return {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(empty)}
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite with every extra installed (CPU only)."""
-    session.install(*CONSTRAINTS, "-e", ".[all]", *_group("test"))
+    session.install(*CONSTRAINTS, "-e", ".[all]", *_group("test"), env=_pypi_only(session))
     session.run("pytest", *session.posargs)
 
 
@@ -53,7 +67,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed and quality benchmarks: ratios against the naive way, printed (never asserted)."""
-    session.install(*CONSTRAINTS, "-e", ".[faces]")
+    session.install(*CONSTRAINTS, "-e", ".[all]", env=_pypi_only(session))
     args = session.posargs or []
     session.run("python", "benchmarks/bench_scan.py", *args)
     session.run("python", "benchmarks/bench_faces_quality.py")

@@ -124,9 +124,14 @@ def load_image(
     return LoadedImage(pixels=np.asarray(image, dtype=np.uint8), width=width, height=height)
 
 
-def open_image(path: Path) -> Image.Image:
-    """The full-resolution photo as an upright RGB PIL image; raises ImageLoadError."""
-    return _decode(path, None, None)[0]
+def open_image(
+    path: Path, *, data: bytes | None = None, max_side: int | None = None
+) -> Image.Image:
+    """The photo as an upright RGB PIL image; raises ImageLoadError.
+
+    Full resolution, or reduced (long side ≥ ``max_side``, cheaply, as in :func:`load_image`).
+    """
+    return _decode(path, data, max_side)[0]
 
 
 def header_size(path: Path, data: bytes) -> tuple[int, int] | None:

@@ -73,6 +73,10 @@ class CaptionSettings(_Section):
     captioner: str = Field("blip", description="Captioner plugin.")
     model: str | None = Field(None, description="Hub id or local folder; None: plugin default.")
     batch_size: int = Field(8, ge=1, description="Images per batch.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Model precision; auto: half on CUDA, float32 elsewhere."
+    )
+    workers: int = Field(0, ge=0, description="Image-decoding threads; 0 picks from the CPU count.")
 
 
 class PrepSettings(_Section):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from beaver.captions.schema import captions_schema
 from beaver.faces.cache import cache_schema
 from beaver.faces.export import manifest_schema
 
@@ -17,7 +18,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 @pytest.mark.parametrize(
     ("name", "make"),
-    [("face_cache.schema.json", cache_schema), ("export_manifest.schema.json", manifest_schema)],
+    [
+        ("face_cache.schema.json", cache_schema),
+        ("export_manifest.schema.json", manifest_schema),
+        ("captions.schema.json", captions_schema),
+    ],
 )
 def test_committed_schema_matches_code(name: str, make: Callable[[], dict[str, Any]]) -> None:
     committed = json.loads((DOCS / name).read_text(encoding="utf-8"))
