@@ -18,6 +18,7 @@ FIRST_PARTY = {
     ("florence2", "captioner"),
     ("coca", "captioner"),
     ("wd14", "captioner"),
+    ("openai", "captioner"),
     ("kohya", "trainer"),
     ("diffusers", "trainer"),
     ("comfyui", "trainer"),
@@ -26,7 +27,7 @@ FIRST_PARTY = {
 BROKEN = "raise RuntimeError('this plugin is broken on purpose')\n"
 
 
-def test_json_lists_the_nine_first_party_plugins():
+def test_json_lists_the_ten_first_party_plugins():
     result = runner.invoke(build_app(), ["plugins", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -105,7 +106,7 @@ def test_broken_plugin_listed_as_failed_and_warned_once(broken_installed):
     assert "broken on purpose" in row["error"]
     assert result.stderr.count("failed to load") == 1
     assert "BEAVER_DISABLE_PLUGINS=brokenthing" in result.stderr
-    # the nine built-ins are unaffected
+    # the ten built-ins are unaffected
     assert {(r["name"], r["kind"]) for r in rows if r["status"] == "active"} == FIRST_PARTY
 
 

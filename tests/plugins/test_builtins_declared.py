@@ -30,7 +30,7 @@ HEAVY_MODULES = ("torch", "transformers", "insightface", "onnxruntime", "cv2", "
 
 EXPECTED_RECORDS = {
     "face detector": {"insightface", "opencv"},
-    "captioner": {"blip", "florence2", "coca", "wd14"},
+    "captioner": {"blip", "florence2", "coca", "wd14", "openai"},
     "trainer": {"kohya", "diffusers", "comfyui"},
 }
 
@@ -93,7 +93,7 @@ def test_record_names_equal_their_entry_point_names():
     assert {p.plugin.name for p in records} == set(_installed_entry_points())
 
 
-def test_exactly_the_nine_first_party_records_exist():
+def test_exactly_the_ten_first_party_records_exist():
     manager = _first_party_manager()
 
     found: dict[str, set[str]] = {}
