@@ -72,6 +72,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_scan.py", *args)
     session.run("python", "benchmarks/bench_faces_quality.py")
     session.run("python", "benchmarks/bench_cluster.py")
+    session.run("python", "benchmarks/bench_caption.py")
 
 
 if __name__ == "__main__":
