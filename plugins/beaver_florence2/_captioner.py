@@ -12,14 +12,18 @@ factory calls.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beaver.captions.hf import (
+    load_pretrained,
+    processor_side,
+    quiet_transformers,
+    read_config,
+)
 from beaver.captions.runtime import looks_like_path, pick_device, pick_dtype, resolve_model
 from beaver.errors import ModelError
 from beaver.interfaces import Caption
@@ -58,29 +62,16 @@ def load_captioner(options: Florence2Options) -> Florence2Captioner:
     # transformers' from_pretrained is untyped and returns a tuple here: use it as Any.
     transformers: Any = importlib.import_module("transformers")
 
-    with quiet_transformers():
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(str(folder))
-            model, info = transformers.Florence2ForConditionalGeneration.from_pretrained(
-                str(folder), output_loading_info=True
-            )
-        except Exception as exc:  # noqa: BLE001 - corrupt or mismatched files, in many types
-            raise ModelError(
-                f"{folder}: could not load this Florence-2 model ({_first_line(exc)}).",
-                hint=HINT,
-            ) from None
+    processor, model = load_pretrained(
+        folder,
+        processor=transformers.AutoProcessor.from_pretrained,
+        model=transformers.Florence2ForConditionalGeneration.from_pretrained,
+        what="Florence-2 model",
+        hint=HINT,
+    )
     if not hasattr(processor, "post_process_generation"):
         raise ModelError(
             f"{folder}: its processor is a {type(processor).__name__}, not Florence-2's.",
-            hint=HINT,
-        )
-    # A missing weight matrix means the checkpoint is some other model (transformers would
-    # fill it with noise); a missing bias or buffer may just be how an older export saved it.
-    missing = sorted(k for k in info.get("missing_keys") or () if str(k).endswith(".weight"))
-    if missing:
-        raise ModelError(
-            f"{folder}: the weights lack {len(missing)} of the model's tensors "
-            f"(e.g. {missing[0]}); they are not a Florence-2 checkpoint.",
             hint=HINT,
         )
     model.to(device=device, dtype=dtype)
@@ -196,47 +187,3 @@ def check_config(folder: Path) -> dict[str, Any]:
             "convert this one with transformers' convert_florence2_original_pytorch_to_hf.py.",
         )
     return config
-
-
-def read_config(folder: Path) -> dict[str, Any]:
-    """The model's config.json as a dict; ModelError when it is not readable JSON."""
-    path = folder / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable model config ({_first_line(exc)}).") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{path}: not a model config (expected a JSON object).")
-    return config
-
-
-def processor_side(image_processor: Any, default: int) -> int:
-    """The longest side the image processor resizes to (768 for Florence-2)."""
-    size = getattr(image_processor, "size", None)
-    if size is None or not hasattr(size, "get"):
-        return default
-    sides = [size.get(key) for key in ("height", "width", "shortest_edge", "longest_edge")]
-    found = [int(side) for side in sides if isinstance(side, int) and side > 0]
-    return max(found) if found else default
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Keep transformers' progress bars and advice off the terminal while it loads or runs."""
-    hf_logging: Any = importlib.import_module("transformers.utils.logging")
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
