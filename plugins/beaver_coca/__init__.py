@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from beaver import CaptionerSpec, hookimpl
-from beaver._pending import pending_check, pending_factory
+
+if TYPE_CHECKING:
+    from beaver_coca._captioner import CocaCaptioner
+
+MIN_OPEN_CLIP = (3, 0)
+"""The first open_clip with ``local-dir:`` folders."""
 
 
 class CocaOptions(BaseModel):
@@ -15,11 +24,66 @@ class CocaOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("coca_ViT-L-14", description="open_clip architecture name.")
-    pretrained: str = Field(
-        "mscoco_finetuned_laion2B-s13B-b90k", description="Pretrained tag or checkpoint file."
+    model: str = Field(
+        "coca_ViT-L-14",
+        min_length=1,
+        description="open_clip CoCa architecture (weights from `pretrained`), hub id "
+        "(owner/name, or hf-hub:owner/name) or folder in open_clip's hub format.",
     )
-    seq_len: int = Field(30, ge=5, description="Longest caption, in tokens.")
+    pretrained: str = Field(
+        "mscoco_finetuned_laion2B-s13B-b90k",
+        min_length=1,
+        description="With an architecture name: open_clip's pretrained tag, or a checkpoint file.",
+    )
+    seq_len: int = Field(
+        30,
+        ge=6,
+        description="Longest caption in tokens, counting the start and end tokens "
+        "(open_clip's seq_len).",
+    )
+    generation_type: Literal["beam_search", "top_k", "top_p"] = Field(
+        "beam_search",
+        description="beam_search (open_clip's default), top_k (greedy with top_k 1) or top_p "
+        "(sampling).",
+    )
+    top_k: int = Field(1, ge=1, description="top_k: draw among this many best tokens.")
+    top_p: float = Field(
+        0.1, gt=0, le=1, description="top_p: draw among the best tokens holding this probability."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the top_k/top_p draws (each batch restarts).")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where the model runs; auto: cuda, then mps, then cpu."
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="auto: half precision (autocast) on CUDA, else float32; "
+        "float16/bfloat16 on CUDA only.",
+    )
+
+
+def create_captioner(options: CocaOptions) -> CocaCaptioner:
+    """The factory: finds the weights and loads the CoCa model (imports torch and open_clip)."""
+    from beaver_coca._captioner import load_captioner
+
+    return load_captioner(options)
+
+
+def check() -> str | None:
+    """Cheap readiness check: the installed open_clip is recent enough (nothing imported)."""
+    if importlib.util.find_spec("open_clip") is None:
+        return None  # the spec's `requires` reports it
+    try:
+        version = importlib.metadata.version("open_clip_torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found and (int(found[1]), int(found[2])) < MIN_OPEN_CLIP:
+        wanted = ".".join(map(str, MIN_OPEN_CLIP))
+        return (
+            f"needs open_clip_torch>={wanted} (found {version}): "
+            f"pip install -U 'open_clip_torch>={wanted}'"
+        )
+    return None
 
 
 @hookimpl
@@ -27,11 +91,11 @@ def beaver_captioners() -> Iterator[CaptionerSpec]:
     """The CoCa captioner."""
     yield CaptionerSpec(
         name="coca",
-        factory=pending_factory("The coca captioner"),
+        factory=create_captioner,
         options=CocaOptions,
-        description="open_clip CoCa short COCO-style captions",
-        licence="code MIT (open_clip); weights: see the pretrained tag's model card",
+        description="open_clip CoCa: short COCO-style captions, default ViT-L/14 COCO fine-tune",
+        licence="code MIT (open_clip); LAION CoCa weights MIT",
         requires=("torch", "open_clip"),
         install="eager-beaver[coca]",
-        check=pending_check,
+        check=check,
     )

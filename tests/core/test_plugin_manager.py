@@ -166,7 +166,7 @@ def test_unknown_name_lists_choices():
     manager = make_plugin_manager(env={})
     with pytest.raises(UnknownPluginError) as info:
         manager.captioners().get("blip3")
-    assert "Choose one of: blip, coca, florence2, wd14." in str(info.value)
+    assert "Choose one of: blip, coca, florence2, openai, wd14." in str(info.value)
 
 
 def test_disable_by_entry_point_or_distribution_name(make_dist):

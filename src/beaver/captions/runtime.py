@@ -35,6 +35,15 @@ def hub_offline() -> bool:
     )
 
 
+def hub_cache_dir() -> str | None:
+    """The Hugging Face hub cache as the environment says now (huggingface_hub reads it once)."""
+    if cache := os.environ.get("HF_HUB_CACHE"):
+        return cache
+    if home := os.environ.get("HF_HOME"):
+        return str(Path(home) / "hub")
+    return None
+
+
 def looks_like_path(text: str) -> bool:
     """A ``--model`` value meant as a folder rather than a hub id."""
     return (
@@ -98,10 +107,11 @@ def _from_hub(repo_id: str, allow_patterns: Sequence[str] | None) -> Path:
             hint="pip install huggingface_hub, or pass a local model folder.",
         ) from None
     patterns = list(allow_patterns) if allow_patterns else None
+    cache = hub_cache_dir()
     try:
         return Path(
             huggingface_hub.snapshot_download(
-                repo_id, local_files_only=True, allow_patterns=patterns
+                repo_id, local_files_only=True, allow_patterns=patterns, cache_dir=cache
             )
         )
     except LocalEntryNotFoundError:
@@ -113,7 +123,9 @@ def _from_hub(repo_id: str, allow_patterns: Sequence[str] | None) -> Path:
             hint=f"Fetch it once while online with {fetch}, or pass a local folder with --model.",
         )
     try:
-        return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns))
+        return Path(
+            huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache)
+        )
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status in (401, 403, 404):
