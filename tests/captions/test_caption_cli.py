@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from beaver.cli import build_app
@@ -94,3 +96,51 @@ def test_seed_dataset_flag_is_accepted(library: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # --quiet: no summary
     assert (tmp_path / "outputs" / "processed" / "emma" / "captions.json").is_file()
+
+
+@pytest.mark.shared_data
+def test_wd14_end_to_end_on_real_photos_with_a_resume(shared_faces: Path, tmp_path: Path) -> None:
+    """The real plugin, a tiny local tagger, 12 real photos; Ctrl-C after the first batch."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from beaver.testing.tinytagger import write_tiny_tagger
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for source in sorted(shared_faces.rglob("*.jpg"))[:12]:
+        (photos / source.name).write_bytes(source.read_bytes())
+    model = write_tiny_tagger(tmp_path / "tagger")
+    args = [
+        "--output-dir", str(tmp_path / "outputs"), "caption", "--captioner", "wd14",
+        "--model", str(model), "--input", str(photos), "--output-name", "emma",
+        "--trigger", "emma", "--batch-size", "4", "--json",
+    ]  # fmt: skip
+    from beaver_wd14 import _tagger
+
+    real = _tagger.WD14Tagger.caption
+    calls = {"n": 0}
+
+    def interrupted(self: Any, images: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, images)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_tagger.WD14Tagger, "caption", interrupted)
+        stopped = runner.invoke(build_app(), args)
+    assert stopped.exit_code == 130
+    assert json.loads(stopped.stdout)["captioned"] == 4
+    done = runner.invoke(build_app(), args)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["captioned"], report["kept"]) == (8, 4)
+    data = json.loads(
+        (tmp_path / "outputs" / "processed" / "emma" / "captions.json").read_text(encoding="utf-8")
+    )
+    assert len(data["images"]) == 12
+    for entry in data["images"].values():
+        assert entry["caption"].startswith("emma, ")
+        assert entry["tags"]
+        assert entry["caption"] == "emma, " + ", ".join(entry["tags"])
+        assert entry["model"] == str(model)
