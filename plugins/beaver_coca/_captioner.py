@@ -139,7 +139,10 @@ class CocaCaptioner:
         import torch
 
         if self.device == "cuda" and self.dtype != torch.float32:
-            return torch.autocast("cuda", dtype=self.dtype)
+            autocast: contextlib.AbstractContextManager[Any] = torch.autocast(
+                "cuda", dtype=self.dtype
+            )
+            return autocast
         return contextlib.nullcontext()
 
 
