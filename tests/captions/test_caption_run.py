@@ -96,6 +96,8 @@ def test_changed_images_are_captioned_again_touched_ones_are_not(
     assert (report.captioned, report.kept) == (2, 4)
     assert _captions(out)["a.jpg"] == "a blue square"
     assert _captions(out)["new.png"] == "a green square"
+    touched = read_captions(out / "captions.json").images["c.jpg"]
+    assert touched.mtime_ns == (library / "c.jpg").stat().st_mtime_ns  # not hashed again
 
 
 def test_overwrite_append_prepend(library: Path, tmp_path: Path) -> None:

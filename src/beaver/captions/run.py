@@ -208,6 +208,8 @@ def _plan_work(
             continue
         entry = state.file.images.get(rel)
         if entry is not None and _unchanged(entry, path, st.st_size, st.st_mtime_ns):
+            if entry.mtime_ns != st.st_mtime_ns:  # touched, same content: no rehash next time
+                entry = state.restat(rel, st.st_mtime_ns)
             if plan.mode == "skip":
                 report.kept += 1
                 continue
@@ -320,6 +322,13 @@ class _State:
         self.file = self.file.model_copy(update={"images": images, "skipped": skipped})
         self.dirty = True
         self.since_save += 1
+
+    def restat(self, rel: str, mtime_ns: int) -> ImageCaption:
+        """Remember a touched file's new mtime (its content hash matched)."""
+        entry = self.file.images[rel].model_copy(update={"mtime_ns": mtime_ns})
+        self.file = self.file.model_copy(update={"images": {**self.file.images, rel: entry}})
+        self.dirty = True
+        return entry
 
     def skipped(self, rel: str, reason: str) -> None:
         self.file = self.file.model_copy(update={"skipped": {**self.file.skipped, rel: reason}})
