@@ -1,0 +1,1 @@
+"""`beaver prep`: shot classification, concepts from captions, the training dataset."""
