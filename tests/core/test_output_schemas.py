@@ -12,6 +12,7 @@ import pytest
 from beaver.captions.schema import captions_schema
 from beaver.faces.cache import cache_schema
 from beaver.faces.export import manifest_schema
+from beaver.prep.dataset import schemas as dataset_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
@@ -22,6 +23,10 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
         ("face_cache.schema.json", cache_schema),
         ("export_manifest.schema.json", manifest_schema),
         ("captions.schema.json", captions_schema),
+        *(
+            (f"{name}.schema.json", lambda name=name: dataset_schemas()[name])
+            for name in ("metadata", "shots", "concepts", "preview_manifest")
+        ),
     ],
 )
 def test_committed_schema_matches_code(name: str, make: Callable[[], dict[str, Any]]) -> None:
