@@ -83,6 +83,15 @@ class PrepSettings(_Section):
     """``beaver prep``."""
 
     min_per_shot: int = Field(3, ge=0, description="Warn when a shot type has fewer images.")
+    close_threshold: float = Field(
+        0.37, gt=0, le=1, description="Close when face height / image height is at least this."
+    )
+    far_threshold: float = Field(
+        0.148, gt=0, le=1, description="Far when face height / image height is below this."
+    )
+    class_word: str = Field(
+        "person", min_length=1, description="Caption of a photo without one: '<trigger>, <this>'."
+    )
 
 
 class TrainSettings(_Section):

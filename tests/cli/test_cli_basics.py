@@ -78,7 +78,6 @@ def test_python_dash_m_beaver():
 @pytest.mark.parametrize(
     "command",
     [
-        ["prep", "x", "--name", "Emma"],
         ["train", "outputs/lora_datasets/emma"],
         ["train", "list-models"],
         ["preview", "x"],

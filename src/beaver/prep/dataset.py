@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from beaver.fsutil import write_atomic
+from beaver.prep.concepts import ImageConcepts, TopConcept
 
 ShotName = Literal["close", "mid", "far", "unknown"]
 METADATA, SHOTS, CONCEPTS, PREVIEW = (
@@ -28,14 +29,6 @@ METADATA, SHOTS, CONCEPTS, PREVIEW = (
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TopConceptEntry(_Frozen):
-    """One of the most common concepts."""
-
-    concept: str
-    count: int = Field(ge=0, description="Images with this concept.")
-    frequency: float = Field(ge=0, le=1, description="count / total_images, 2 decimals.")
 
 
 class SourceInfo(_Frozen):
@@ -54,7 +47,7 @@ class Metadata(_Frozen):
     shot_distribution: dict[str, int] = Field(
         description="Images per shot type: close, mid, far (and unknown when any)."
     )
-    top_concepts: list[TopConceptEntry]
+    top_concepts: list[TopConcept]
     created_at: str = Field(description="Local time of this run, ISO 8601 without zone.")
     generator: str = Field("", description="The beaver version that wrote the dataset.")
     input: str = Field("", description="The input folder.")
@@ -88,18 +81,6 @@ class ShotEntry(_Frozen):
     confidence: float = Field(ge=0, le=1)
     face_bbox: list[int] | None = Field(description="[x1, y1, x2, y2] in source pixels.")
     source: str = Field(description="The original photo's path.")
-
-
-class ConceptEntry(_Frozen):
-    """concepts.json: what one image's caption says."""
-
-    raw_caption: str
-    concepts: list[str]
-    pose: str | None
-    setting: str | None
-    lighting: str | None
-    clothing: list[str]
-    attributes: list[str]
 
 
 class PreviewDataset(_Frozen):
@@ -136,7 +117,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     return {
         "metadata": Metadata.model_json_schema(),
         "shots": RootModel[dict[str, ShotEntry]].model_json_schema(),
-        "concepts": RootModel[dict[str, ConceptEntry]].model_json_schema(),
+        "concepts": RootModel[dict[str, ImageConcepts]].model_json_schema(),
         "preview_manifest": PreviewManifest.model_json_schema(),
     }
 

@@ -1,0 +1,345 @@
+"""``beaver prep`` resolved and run: photos → shots, concepts, quality → a dataset folder.
+
+One plan (:class:`PrepPlan`) from settings and flags; :func:`prepare` reads the photos
+once (hash, size), finds their faces (face cache, else the installed detector, else none:
+everything to mid/ with a warning), their captions and concepts, flags duplicates and
+unusable photos, and writes the dataset with :mod:`beaver.prep.writer` and the four JSON
+files of :mod:`beaver.prep.dataset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from beaver import __version__
+from beaver.captions.compose import compose
+from beaver.captions.schema import ImageCaption, read_captions
+from beaver.errors import BeaverError, InputError
+from beaver.faces.scan import ScanPlan
+from beaver.images import IMAGE_SUFFIXES, find_images, header_size
+from beaver.interfaces import FaceDetector
+from beaver.prep import dataset as files
+from beaver.prep.captions import match_captions
+from beaver.prep.concepts import ImageConcepts, extract, top_concepts
+from beaver.prep.faces import DETECT_PLAN, FaceCacheIndex, ImageFaces, detect_faces_on_the_fly
+from beaver.prep.shots import PersonRef, ShotResult, ShotThresholds, classify_without_faces
+from beaver.prep.taxonomy import load_taxonomy
+from beaver.prep.writer import Item, Placed, place
+from beaver.progress import NullProgress, Progress
+
+SHOTS = ("close", "mid", "far")
+
+
+@dataclass(frozen=True)
+class PrepPlan:
+    """Everything one prep run needs."""
+
+    input_dir: Path
+    output_dir: Path
+    name: str
+    trigger: str
+    facevault_cache: Path | None = None
+    captions: Path | None = None
+    taxonomy: Path | None = None
+    organize_by_shot: bool = True
+    min_per_shot: int = 3
+    symlink: bool = False
+    keep_all: bool = False
+    thresholds: ShotThresholds = field(default_factory=ShotThresholds)
+    class_word: str = "person"
+    recursive: bool = True
+
+
+@dataclass
+class PrepReport:
+    """What a run did, for the summary and ``--json``."""
+
+    output: str = ""
+    photos: int = 0
+    total_images: int = 0
+    shot_distribution: dict[str, int] = field(default_factory=dict)
+    faces_from: Literal["face cache", "detector", "none"] = "none"
+    captions_matched: int | None = None
+    cache_matched: int | None = None
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Photo:
+    path: Path
+    sha256: str
+    width: int
+    height: int
+
+
+def prepare(
+    plan: PrepPlan,
+    *,
+    detector: Callable[[], FaceDetector] | None = None,
+    scan_plan: ScanPlan | None = None,
+    progress: Progress | None = None,
+) -> PrepReport:
+    """Build the dataset described by ``plan``; see the module docstring."""
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    report = PrepReport(output=str(plan.output_dir))
+    taxonomy = load_taxonomy(plan.taxonomy)  # a bad taxonomy fails before any work
+    captions_file = read_captions(plan.captions) if plan.captions else None
+    cache = FaceCacheIndex.load(plan.facevault_cache) if plan.facevault_cache else None
+    photos = _read_photos(plan, report, progress)
+    report.photos = len(photos)
+
+    faces = _faces(plan, photos, cache, detector, scan_plan, report, progress)
+    target = PersonRef.from_text(plan.name)
+    shots: dict[Path, ShotResult] = {}
+    for photo in photos:
+        found = faces.get(photo.path)
+        shots[photo.path] = (
+            found.classify(plan.thresholds, target)
+            if found is not None
+            else classify_without_faces(source=str(photo.path))
+        )
+
+    captions: dict[Path, ImageCaption] = {}
+    if captions_file is not None and plan.captions is not None:
+        captions = match_captions(
+            captions_file,
+            [p.path for p in photos],
+            plan.input_dir,
+            {p.path: p.sha256 for p in photos},
+        )
+        report.captions_matched = len(captions)
+        if not captions:
+            raise InputError(
+                plan.captions,
+                f"matches none of the {len(photos)} photos in {plan.input_dir}",
+                hint="Pass the captions.json made for this folder (`beaver caption --input "
+                f"{plan.input_dir} --output-name …`).",
+            )
+
+    kept = _select(plan, photos, shots, report)
+    items = []
+    concept_entries: dict[Path, ImageConcepts] = {}
+    for photo in kept:
+        entry = captions.get(photo.path)
+        text = (entry.raw or entry.caption) if entry is not None else ""
+        concept_entries[photo.path] = extract(text, taxonomy)
+        caption = (
+            compose(entry.caption, trigger=plan.trigger)
+            if entry is not None and entry.caption.strip()
+            else f"{plan.trigger}, {plan.class_word}"
+        )
+        items.append(Item(photo.path, photo.sha256, shots[photo.path].shot_type, caption))
+
+    placed = place(
+        plan.output_dir,
+        items,
+        trigger=plan.trigger,
+        organize_by_shot=plan.organize_by_shot,
+        symlink=plan.symlink,
+    )
+    _write_files(plan, placed, shots, concept_entries, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _read_photos(plan: PrepPlan, report: PrepReport, progress: Progress) -> list[_Photo]:
+    root = plan.input_dir
+    if not root.is_dir():
+        problem = "no such folder" if not root.exists() else "not a folder"
+        raise InputError(root, problem, hint="Pass the folder of the person's photos.")
+
+    def skip(path: Path, reason: str) -> None:
+        report.skipped.setdefault(reason, []).append(str(path))
+
+    paths = list(find_images([root], recursive=plan.recursive, on_error=skip))
+    if not paths:
+        raise InputError(
+            root,
+            "no images found",
+            hint=f"beaver reads {', '.join(sorted(IMAGE_SUFFIXES))}.",
+        )
+    photos = []
+    progress.start("Reading photos", total=len(paths))
+    for done, path in enumerate(paths, start=1):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            skip(path, f"cannot read ({exc.strerror})")
+            continue
+        size = header_size(path, data)
+        if size is None:
+            skip(path, "truncated or corrupt file")
+            continue
+        photos.append(_Photo(path, hashlib.sha256(data).hexdigest(), *size))
+        progress.update(done)
+    progress.finish()
+    if not photos:
+        raise InputError(root, "none of its images could be read", hint="See the list above.")
+    return photos
+
+
+def _faces(
+    plan: PrepPlan,
+    photos: Sequence[_Photo],
+    cache: FaceCacheIndex | None,
+    detector: Callable[[], FaceDetector] | None,
+    scan_plan: ScanPlan | None,
+    report: PrepReport,
+    progress: Progress,
+) -> dict[Path, ImageFaces]:
+    found: dict[Path, ImageFaces] = {}
+    missing = [p.path for p in photos]
+    if cache is not None:
+        lookup = cache.match(missing)
+        found.update(lookup.found)
+        missing = lookup.missing
+        for path, reason in lookup.failed.items():
+            report.skipped.setdefault(reason, []).append(str(path))
+        report.cache_matched = len(lookup.found)
+        report.faces_from = "face cache"
+        if not lookup.found:
+            report.warnings.append(
+                f"{plan.facevault_cache}: none of the {len(photos)} photos is in the face "
+                "cache (scan them with `beaver face scan`)."
+            )
+    problem = ""
+    if missing and detector is not None:
+        try:
+            loaded = detector()
+        except BeaverError as exc:
+            problem = f" (the face detector did not load: {exc.message.rstrip('.')})"
+        else:
+            progress.start("Finding faces", total=len(missing))
+            done = 0
+
+            def tick(_path: Path) -> None:
+                nonlocal done
+                done += 1
+                progress.update(done)
+
+            lookup = detect_faces_on_the_fly(
+                missing, loaded, scan_plan or DETECT_PLAN, on_done=tick
+            )
+            progress.finish()
+            found.update(lookup.found)
+            for path, reason in lookup.failed.items():
+                report.skipped.setdefault(reason, []).append(str(path))
+            if report.faces_from == "none":
+                report.faces_from = "detector"
+            missing = []
+    if missing:
+        report.warnings.append(
+            f"{len(missing)} of {len(photos)} photos have no face information{problem}: they "
+            "go to mid/. Pass --facevault-cache, or install face models (`beaver models`)."
+        )
+    return found
+
+
+def _select(
+    plan: PrepPlan,
+    photos: Sequence[_Photo],
+    shots: dict[Path, ShotResult],
+    report: PrepReport,
+) -> list[_Photo]:
+    """The photos that go into the dataset: exact copies once, unusable ones flagged out."""
+    kept: list[_Photo] = []
+    seen: dict[str, Path] = {}
+    for photo in photos:
+        if photo.sha256 in seen:
+            report.excluded.setdefault("duplicate", []).append(str(photo.path))
+            continue
+        seen[photo.sha256] = photo.path
+        if shots[photo.path].target_found is False and not plan.keep_all:
+            report.excluded.setdefault("other_people", []).append(str(photo.path))
+            continue
+        kept.append(photo)
+    return kept
+
+
+def _write_files(
+    plan: PrepPlan,
+    entries: Sequence[Placed],
+    shots: dict[Path, ShotResult],
+    concepts: dict[Path, ImageConcepts],
+    report: PrepReport,
+) -> None:
+    shot_json: dict[str, files.ShotEntry] = {}
+    concept_json: dict[str, ImageConcepts] = {}
+    preview: list[files.PreviewImage] = []
+    for p in entries:
+        shot = shots[p.item.source]
+        key = Path(p.name).name
+        shot_json[key] = files.ShotEntry(
+            shot_type=shot.shot_type,
+            face_ratio=shot.face_ratio,
+            confidence=shot.confidence,
+            face_bbox=list(shot.face_bbox) if shot.face_bbox else None,
+            source=str(p.item.source),
+        )
+        concept = concepts[p.item.source]
+        concept_json[key] = concept
+        preview.append(
+            files.PreviewImage(
+                filename=p.name,
+                shot_type=shot.shot_type,
+                shot_confidence=shot.confidence,
+                caption=p.item.caption,
+                concepts=concept.concepts,
+                pose=concept.pose,
+                setting=concept.setting,
+            )
+        )
+    counts: Counter[str] = Counter(shots[p.item.source].shot_type for p in entries)
+    distribution = {s: counts.get(s, 0) for s in SHOTS}
+    if counts.get("unknown"):
+        distribution["unknown"] = counts["unknown"]
+    report.total_images = len(entries)
+    report.shot_distribution = distribution
+    top = top_concepts([concepts[p.item.source] for p in entries], len(entries))
+    metadata = files.Metadata(
+        person=plan.name,
+        trigger_word=plan.trigger,
+        total_images=len(entries),
+        shot_distribution=distribution,
+        top_concepts=top,
+        created_at=datetime.now().replace(microsecond=0).isoformat(),
+        generator=f"eager-beaver {__version__}",
+        input=str(plan.input_dir),
+        captions=files.SourceInfo(path=str(plan.captions), matched=report.captions_matched or 0)
+        if plan.captions
+        else None,
+        face_cache=files.SourceInfo(
+            path=str(plan.facevault_cache), matched=report.cache_matched or 0
+        )
+        if plan.facevault_cache
+        else None,
+        faces_from=report.faces_from,
+        shot_thresholds={"close": plan.thresholds.close, "far": plan.thresholds.far},
+        quality={reason: len(paths) for reason, paths in report.excluded.items()},
+        excluded=report.excluded,
+        warnings=report.warnings,
+    )
+    out = plan.output_dir
+    files.write_json(out / files.SHOTS, shot_json)
+    files.write_json(out / files.CONCEPTS, concept_json)
+    files.write_json(
+        out / files.PREVIEW,
+        files.PreviewManifest(
+            dataset=files.PreviewDataset(
+                name=plan.name, trigger=plan.trigger, total_images=len(entries)
+            ),
+            images=preview,
+        ),
+    )
+    files.write_json(out / files.METADATA, metadata)
