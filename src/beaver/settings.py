@@ -89,6 +89,9 @@ class PrepSettings(_Section):
     far_threshold: float = Field(
         0.148, gt=0, le=1, description="Far when face height / image height is below this."
     )
+    min_side: int = Field(
+        512, ge=0, description="Photos whose short side is smaller are left out (0: keep all)."
+    )
     class_word: str = Field(
         "person", min_length=1, description="Caption of a photo without one: '<trigger>, <this>'."
     )

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -39,8 +40,11 @@ CAPTIONS = {
 
 def _library(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    for k, (name, (size, _faces)) in enumerate(PHOTOS.items()):
-        Image.new("RGB", size, (40 * k, 100, 200 - 20 * k)).save(root / name, quality=90)
+    rng = np.random.default_rng(7)
+    for name, (size, _faces) in PHOTOS.items():
+        # Distinct textured photos: flat colour would be flagged as blurred.
+        pixels = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST).save(root / name, quality=90)
     return root
 
 
@@ -216,3 +220,29 @@ def test_bad_input_is_one_line(tmp_path: Path, full: tuple[Path, list[str]]) -> 
     assert "greater than" in thresholds.output
     for result in (missing, empty, broken, nomatch, trigger, thresholds):
         assert "Traceback" not in result.output
+
+
+def test_duplicates_small_and_blurred_photos_are_left_out_and_reported(
+    tmp_path: Path, full: tuple[Path, list[str]]
+) -> None:
+    from PIL import ImageFilter
+
+    photos, args = full
+    with Image.open(photos / "close.jpg") as image:
+        image.resize((300, 400)).save(photos / "close_small_copy.jpg", quality=85)
+    other = np.random.default_rng(99).integers(0, 256, (100, 75, 3), dtype=np.uint8)
+    blurred = Image.fromarray(other).resize((600, 800)).filter(ImageFilter.GaussianBlur(12))
+    blurred.save(photos / "blurry.jpg", quality=90)
+    Image.new("RGB", (200, 150), (9, 9, 9)).save(photos / "tiny.png")
+    report = json.loads(_prep(tmp_path, *args).stdout)
+    excluded = {k: sorted(Path(p).name for p in v) for k, v in report["excluded"].items()}
+    assert excluded["duplicate"] == ["close_small_copy.jpg"]
+    assert "blurry.jpg" in excluded["blurred"]
+    assert "tiny.png" in excluded["low_resolution"] + excluded.get("blurred", [])
+    assert report["quality"]["duplicates"] == 1
+    assert any("Only" in w and "15" in w for w in report["warnings"])  # a small dataset
+    metadata = _read(tmp_path / "outputs" / "lora_datasets" / "emma" / "metadata.json")
+    assert metadata["quality"]["excluded"] == sum(len(v) for v in report["excluded"].values())
+    assert set(metadata["recommended_mix"]) == {"close", "mid", "far"}
+    kept = json.loads(_prep(tmp_path, *args, "--keep-all").stdout)
+    assert set(kept["excluded"]) == {"duplicate"}  # one copy of a photo, even with --keep-all

@@ -45,7 +45,9 @@ def prep(
     symlink: Annotated[bool, typer.Option(help="Link images instead of copying.")] = False,
     keep_all: Annotated[
         bool,
-        typer.Option(help="Keep photos flagged as duplicates or showing only other people."),
+        typer.Option(
+            help="Keep photos flagged as too small, blurred or showing only other people."
+        ),
     ] = False,
     close_threshold: Annotated[
         float | None,
@@ -105,6 +107,7 @@ def prep(
         min_per_shot=settings.prep.min_per_shot,
         symlink=symlink,
         keep_all=keep_all,
+        min_side=settings.prep.min_side,
         thresholds=thresholds,
         class_word=settings.prep.class_word,
         recursive=recursive,
@@ -126,6 +129,7 @@ def prep(
                 "captions_matched": report.captions_matched,
                 "cache_matched": report.cache_matched,
                 "excluded": report.excluded,
+                "quality": report.quality,
                 "skipped": report.skipped,
                 "warnings": report.warnings,
                 "seconds": round(report.seconds, 3),

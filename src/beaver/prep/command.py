@@ -9,10 +9,11 @@ files of :mod:`beaver.prep.dataset`.
 
 from __future__ import annotations
 
-import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +24,14 @@ from beaver.captions.compose import compose
 from beaver.captions.schema import ImageCaption, read_captions
 from beaver.errors import BeaverError, InputError
 from beaver.faces.scan import ScanPlan
-from beaver.images import IMAGE_SUFFIXES, find_images, header_size
+from beaver.images import IMAGE_SUFFIXES, ImageLoadError, find_images
 from beaver.interfaces import FaceDetector
 from beaver.prep import dataset as files
+from beaver.prep.balance import recommend
 from beaver.prep.captions import match_captions
 from beaver.prep.concepts import ImageConcepts, extract, top_concepts
 from beaver.prep.faces import DETECT_PLAN, FaceCacheIndex, ImageFaces, detect_faces_on_the_fly
+from beaver.prep.quality import MIN_SIDE, ImageFacts, assess, measure
 from beaver.prep.shots import PersonRef, ShotResult, ShotThresholds, classify_without_faces
 from beaver.prep.taxonomy import load_taxonomy
 from beaver.prep.writer import Item, Placed, place
@@ -52,6 +55,7 @@ class PrepPlan:
     min_per_shot: int = 3
     symlink: bool = False
     keep_all: bool = False
+    min_side: int = MIN_SIDE
     thresholds: ShotThresholds = field(default_factory=ShotThresholds)
     class_word: str = "person"
     recursive: bool = True
@@ -69,6 +73,8 @@ class PrepReport:
     captions_matched: int | None = None
     cache_matched: int | None = None
     excluded: dict[str, list[str]] = field(default_factory=dict)
+    quality: dict[str, int | float | bool] = field(default_factory=dict)
+    recommended_mix: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -80,6 +86,7 @@ class _Photo:
     sha256: str
     width: int
     height: int
+    facts: ImageFacts
 
 
 def prepare(
@@ -171,22 +178,31 @@ def _read_photos(plan: PrepPlan, report: PrepReport, progress: Progress) -> list
         )
     photos = []
     progress.start("Reading photos", total=len(paths))
-    for done, path in enumerate(paths, start=1):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            skip(path, f"cannot read ({exc.strerror})")
-            continue
-        size = header_size(path, data)
-        if size is None:
-            skip(path, "truncated or corrupt file")
-            continue
-        photos.append(_Photo(path, hashlib.sha256(data).hexdigest(), *size))
-        progress.update(done)
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        for done, (path, result) in enumerate(
+            zip(paths, pool.map(_measure, paths), strict=True), start=1
+        ):
+            if isinstance(result, str):
+                skip(path, result)
+            else:
+                photos.append(_Photo(path, result.sha256, result.width, result.height, result))
+            progress.update(done)
     progress.finish()
     if not photos:
         raise InputError(root, "none of its images could be read", hint="See the list above.")
     return photos
+
+
+def _measure(path: Path) -> ImageFacts | str:
+    """Size, hashes and sharpness from one reduced decode; a reason when unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    try:
+        return measure(path, data=data)
+    except ImageLoadError as exc:
+        return exc.reason
 
 
 def _faces(
@@ -252,19 +268,21 @@ def _select(
     shots: dict[Path, ShotResult],
     report: PrepReport,
 ) -> list[_Photo]:
-    """The photos that go into the dataset: exact copies once, unusable ones flagged out."""
-    kept: list[_Photo] = []
-    seen: dict[str, Path] = {}
-    for photo in photos:
-        if photo.sha256 in seen:
-            report.excluded.setdefault("duplicate", []).append(str(photo.path))
-            continue
-        seen[photo.sha256] = photo.path
-        if shots[photo.path].target_found is False and not plan.keep_all:
-            report.excluded.setdefault("other_people", []).append(str(photo.path))
-            continue
-        kept.append(photo)
-    return kept
+    """The photos that go into the dataset: duplicates once, flagged ones left out."""
+    verdicts = assess(
+        [p.facts for p in photos],
+        min_side=plan.min_side,
+        keep_all=plan.keep_all,
+        target_found={p.path: shots[p.path].target_found for p in photos},
+    )
+    report.quality = verdicts.summary()
+    report.warnings.extend(verdicts.messages())
+    for verdict in verdicts.verdicts:
+        if verdict.excluded:
+            reason = verdict.issues[0].value if verdict.issues else "excluded"
+            report.excluded.setdefault(reason, []).append(str(verdict.path))
+    kept = set(verdicts.kept)
+    return [p for p in photos if p.path in kept]
 
 
 def _write_files(
@@ -306,6 +324,9 @@ def _write_files(
         distribution["unknown"] = counts["unknown"]
     report.total_images = len(entries)
     report.shot_distribution = distribution
+    balance = recommend(distribution, plan.min_per_shot)
+    report.warnings.extend(balance.warnings)
+    report.recommended_mix = balance.recommended_mix
     top = top_concepts([concepts[p.item.source] for p in entries], len(entries))
     metadata = files.Metadata(
         person=plan.name,
@@ -326,9 +347,10 @@ def _write_files(
         else None,
         faces_from=report.faces_from,
         shot_thresholds={"close": plan.thresholds.close, "far": plan.thresholds.far},
-        quality={reason: len(paths) for reason, paths in report.excluded.items()},
+        quality=report.quality,
         excluded=report.excluded,
         warnings=report.warnings,
+        recommended_mix=report.recommended_mix,
     )
     out = plan.output_dir
     files.write_json(out / files.SHOTS, shot_json)
