@@ -246,3 +246,18 @@ def test_duplicates_small_and_blurred_photos_are_left_out_and_reported(
     assert set(metadata["recommended_mix"]) == {"close", "mid", "far"}
     kept = json.loads(_prep(tmp_path, *args, "--keep-all").stdout)
     assert set(kept["excluded"]) == {"duplicate"}  # one copy of a photo, even with --keep-all
+
+
+def test_crop_cuts_group_photos_to_the_person(tmp_path: Path, full: tuple[Path, list[str]]) -> None:
+    _photos, args = full
+    assert _prep(tmp_path, *args, "--crop").exit_code == 0
+    out = tmp_path / "outputs" / "lora_datasets" / "emma"
+    shots = _read(out / "shots.json")
+    name, group = next((k, v) for k, v in shots.items() if v["source"].endswith("group.jpg"))
+    with Image.open(out / group["shot_type"] / name) as image:
+        assert image.size == (450, 600)  # 3:4 out of 800x600
+    x1, y1, x2, y2 = group["face_bbox"]
+    assert 0 <= x1 < x2 <= 450  # Emma's face, moved into the crop
+    assert (x2 - x1, y2 - y1) == (100, 100)
+    # Liam's face (100..300 across) is cut away: the crop starts to the right of it.
+    assert 500 - x1 > 300

@@ -49,6 +49,13 @@ def prep(
             help="Keep photos flagged as too small, blurred or showing only other people."
         ),
     ] = False,
+    crop: Annotated[
+        bool,
+        typer.Option(
+            help="Crop each photo around the person's face to a training aspect ratio "
+            "(1:1 close, 3:4 mid and far)."
+        ),
+    ] = False,
     close_threshold: Annotated[
         float | None,
         typer.Option(
@@ -107,6 +114,7 @@ def prep(
         min_per_shot=settings.prep.min_per_shot,
         symlink=symlink,
         keep_all=keep_all,
+        crop=crop,
         min_side=settings.prep.min_side,
         thresholds=thresholds,
         class_word=settings.prep.class_word,

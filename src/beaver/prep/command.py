@@ -30,6 +30,7 @@ from beaver.prep import dataset as files
 from beaver.prep.balance import recommend
 from beaver.prep.captions import match_captions
 from beaver.prep.concepts import ImageConcepts, extract, top_concepts
+from beaver.prep.crop import crop_box, shift_box
 from beaver.prep.faces import DETECT_PLAN, FaceCacheIndex, ImageFaces, detect_faces_on_the_fly
 from beaver.prep.quality import MIN_SIDE, ImageFacts, assess, measure
 from beaver.prep.shots import PersonRef, ShotResult, ShotThresholds, classify_without_faces
@@ -55,6 +56,7 @@ class PrepPlan:
     min_per_shot: int = 3
     symlink: bool = False
     keep_all: bool = False
+    crop: bool = False
     min_side: int = MIN_SIDE
     thresholds: ShotThresholds = field(default_factory=ShotThresholds)
     class_word: str = "person"
@@ -146,7 +148,13 @@ def prepare(
             if entry is not None and entry.caption.strip()
             else f"{plan.trigger}, {plan.class_word}"
         )
-        items.append(Item(photo.path, photo.sha256, shots[photo.path].shot_type, caption))
+        shot = shots[photo.path]
+        box = (
+            crop_box(photo.width, photo.height, shot.face_bbox, shot.shot_type)
+            if plan.crop
+            else None
+        )
+        items.append(Item(photo.path, photo.sha256, shot.shot_type, caption, box))
 
     placed = place(
         plan.output_dir,
@@ -302,7 +310,7 @@ def _write_files(
             shot_type=shot.shot_type,
             face_ratio=shot.face_ratio,
             confidence=shot.confidence,
-            face_bbox=list(shot.face_bbox) if shot.face_bbox else None,
+            face_bbox=shift_box(shot.face_bbox, p.item.crop) if shot.face_bbox else None,
             source=str(p.item.source),
         )
         concept = concepts[p.item.source]

@@ -46,6 +46,8 @@ class Item:
     """Identifies the photo across runs: its content hash (plus its path for kept copies)."""
     shot: ShotName
     caption: str
+    crop: tuple[int, int, int, int] | None = None
+    """Part of the photo to keep (``--crop``), in its upright pixels; None: all of it."""
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,15 @@ def place(
 ) -> list[Placed]:
     """Write every item into ``dataset`` (see the module docstring); returns them in order."""
     dataset.mkdir(parents=True, exist_ok=True)
-    old = _load_state(dataset)
+    old, old_crops = _load_state(dataset)
     names = _assign(items, old, trigger=trigger, organize_by_shot=organize_by_shot)
     placed = []
     for item in items:
         name = names[item.key]
-        converted = _write_image(item.source, dataset / name, symlink=symlink)
+        fresh = old_crops.get(item.key) != item.crop or old.get(item.key) != name
+        converted = _write_image(
+            item.source, dataset / name, symlink=symlink, crop=item.crop, fresh=fresh
+        )
         stem = Path(name).with_suffix("")
         text = item.caption.strip() + "\n"
         _write_text(dataset / f"{stem}.txt", text)
@@ -83,23 +88,35 @@ def place(
         _remove_outputs(dataset, stale)
     write_atomic(
         dataset / STATE,
-        json.dumps({"version": 1, "names": {p.item.key: p.name for p in placed}}, indent=1) + "\n",
+        json.dumps(
+            {
+                "version": 1,
+                "names": {p.item.key: p.name for p in placed},
+                "crops": {p.item.key: list(p.item.crop) for p in placed if p.item.crop},
+            },
+            indent=1,
+        )
+        + "\n",
     )
     return placed
 
 
-def _load_state(dataset: Path) -> dict[str, str]:
+def _load_state(dataset: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
     path = dataset / STATE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {}
+        return {}, {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}  # beaver's own bookkeeping: a damaged file only costs stable names
+        return {}, {}  # beaver's own bookkeeping: a damaged file only costs stable names
     names = data.get("names") if isinstance(data, dict) else None
     if not isinstance(names, dict):
-        return {}
-    return {str(k): str(v) for k, v in names.items() if _safe_name(str(v))}
+        return {}, {}
+    crops = data.get("crops") if isinstance(data.get("crops"), dict) else {}
+    return (
+        {str(k): str(v) for k, v in names.items() if _safe_name(str(v))},
+        {str(k): tuple(int(x) for x in v) for k, v in crops.items() if isinstance(v, list)},
+    )
 
 
 def _safe_name(name: str) -> bool:
@@ -173,12 +190,27 @@ def _has_alpha(path: Path) -> bool:
         return False
 
 
-def _write_image(source: Path, target: Path, *, symlink: bool) -> bool:
-    """Copy, link or convert ``source`` to ``target``; returns whether it was converted."""
+def _write_image(
+    source: Path,
+    target: Path,
+    *,
+    symlink: bool,
+    crop: tuple[int, int, int, int] | None = None,
+    fresh: bool = False,
+) -> bool:
+    """Copy, link or convert ``source`` to ``target``; returns whether it was converted.
+
+    ``fresh``: the target on disk may be from another crop or photo; write it again.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     wanted = _target_suffix(source)
     suffix = source.suffix.lower()
-    direct = suffix in TRAINER_SUFFIXES and _orientation(source) == 1 and target.suffix == wanted
+    direct = (
+        crop is None
+        and suffix in TRAINER_SUFFIXES
+        and _orientation(source) == 1
+        and target.suffix == wanted
+    )
     if direct and symlink:
         real = source.resolve()
         if target.is_symlink() and target.readlink() == real:
@@ -190,12 +222,14 @@ def _write_image(source: Path, target: Path, *, symlink: bool) -> bool:
             return False
         _atomic_copy(source, target)
         return False
-    if _same_copy(source, target):
+    if not fresh and _same_copy(source, target):
         return True
     try:
         image = open_image(source)
     except ImageLoadError as exc:
         raise InputError(source, exc.reason) from None
+    if crop is not None:
+        image = image.crop(crop)
     with tempfile.NamedTemporaryFile(
         dir=target.parent, prefix=f".{target.name}-", suffix=target.suffix, delete=False
     ) as handle:
@@ -203,6 +237,10 @@ def _write_image(source: Path, target: Path, *, symlink: bool) -> bool:
     try:
         if target.suffix == ".png":
             image.save(tmp, format="PNG")
+        elif target.suffix == ".webp":
+            image.save(tmp, format="WEBP", quality=95)
+        elif target.suffix == ".bmp":
+            image.convert("RGB").save(tmp, format="BMP")
         else:
             image.convert("RGB").save(tmp, format="JPEG", quality=95)
         shutil.copystat(source, tmp)  # mtime marks the copy as made from this source
