@@ -157,3 +157,12 @@ def test_trigger_words() -> None:
         check_trigger(None, "李")
     with pytest.raises(UsageError, match="--trigger 'emma, x'"):
         check_trigger("emma, x", "Emma")
+
+
+def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    from beaver.errors import InputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(InputError, match="cannot write the dataset"):
+        place(blocker / "ds", _items(tmp_path / "src"), trigger="emma")

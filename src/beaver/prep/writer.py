@@ -14,6 +14,7 @@ JPEG (PNG when it has transparency) instead of being copied or linked.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from beaver.errors import InputError
+from beaver.errors import DiskFullError, InputError
 from beaver.fsutil import write_atomic
 from beaver.images import ImageLoadError, open_image
 from beaver.prep.dataset import ShotName
@@ -68,6 +69,29 @@ def place(
     symlink: bool = False,
 ) -> list[Placed]:
     """Write every item into ``dataset`` (see the module docstring); returns them in order."""
+    try:
+        return _place(
+            dataset, items, trigger=trigger, organize_by_shot=organize_by_shot, symlink=symlink
+        )
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(exc.filename or dataset) from None
+        where = exc.filename or dataset
+        raise InputError(
+            where,
+            f"cannot write the dataset ({exc.strerror or type(exc).__name__})",
+            hint="Pick a writable folder with --output.",
+        ) from None
+
+
+def _place(
+    dataset: Path,
+    items: Sequence[Item],
+    *,
+    trigger: str,
+    organize_by_shot: bool,
+    symlink: bool,
+) -> list[Placed]:
     dataset.mkdir(parents=True, exist_ok=True)
     old, old_crops = _load_state(dataset)
     names = _assign(items, old, trigger=trigger, organize_by_shot=organize_by_shot)
