@@ -456,3 +456,28 @@ def test_real_faces_of_film_characters_are_not_mixed(
     assert scores.precision >= 0.95
     assert len({int(p) for p in result.person if p >= 0}) >= 2
     assert scores.recall > 0.5
+
+
+def test_small_groups_of_different_people_are_never_chained_into_one() -> None:
+    """min_cluster 2: two groups of 3 orthogonal faces stay two people (they were merged)."""
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(64, 3)))[0].T  # three orthogonal identities
+    sizes = (4, 3, 3)
+    emb = np.concatenate(
+        [basis[k] * 3 + rng.normal(0, 0.05, (size, 64)) for k, size in enumerate(sizes)]
+    ).astype(np.float32)
+    n = len(emb)
+    problem = ClusterProblem(
+        embeddings=emb,
+        image_ids=np.arange(n),
+        person=np.full(n, -1),
+        stable=frozenset(),
+        locked=np.zeros(n, bool),
+        excluded=np.zeros(n, bool),
+        forbidden={},
+        next_id=1,
+    )
+    person = cluster_faces(problem, threshold=0.35, min_cluster=2).person
+    groups = [set(person[:4].tolist()), set(person[4:7].tolist()), set(person[7:].tolist())]
+    assert all(len(g) == 1 for g in groups)
+    assert len({next(iter(g)) for g in groups}) == 3

@@ -425,7 +425,9 @@ def _density_labels(unit: Vectors, images: Ints, min_cluster: int) -> Ints:
     nbr, dist = _knn(unit, images, min(_NEIGHBOURS, n - 1))
     model = HDBSCAN(
         min_cluster_size=min_cluster,
-        min_samples=_MIN_SAMPLES,
+        # A person of min_cluster faces must be dense on its own: a core distance reaching
+        # past the group would chain two small, unrelated groups into one person.
+        min_samples=min(_MIN_SAMPLES, min_cluster),
         metric="precomputed",
         cluster_selection_method="eom",
         copy=False,
