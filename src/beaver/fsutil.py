@@ -11,8 +11,11 @@ from pathlib import Path
 from beaver.errors import DiskFullError, InputError
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
+def write_atomic(path: Path, data: bytes | str, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a same-folder temp file and ``os.replace``.
+
+    ``durable`` also flushes the data to the disk before the rename (an fsync); files that
+    are cheap to make again (a dataset's thousands of caption files) may skip it.
 
     ``os.replace`` swaps a symlink itself, never the file it points to, so an existing link
     to a user's photo is never written through.
@@ -28,7 +31,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

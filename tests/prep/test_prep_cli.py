@@ -261,3 +261,33 @@ def test_crop_cuts_group_photos_to_the_person(tmp_path: Path, full: tuple[Path, 
     assert (x2 - x1, y2 - y1) == (100, 100)
     # Liam's face (100..300 across) is cut away: the crop starts to the right of it.
     assert 500 - x1 > 300
+
+
+def test_a_rerun_measures_only_changed_photos(
+    tmp_path: Path, full: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from beaver.prep import command
+
+    photos, args = full
+    real = command.measure
+    measured: list[str] = []
+
+    def counting(path: Path, *, data: bytes | None = None) -> Any:
+        measured.append(path.name)
+        return real(path, data=data)
+
+    monkeypatch.setattr(command, "measure", counting)
+    assert _prep(tmp_path, *args).exit_code == 0
+    assert len(measured) == len(PHOTOS)
+    measured.clear()
+    first = _read(tmp_path / "outputs" / "lora_datasets" / "emma" / "shots.json")
+    assert _prep(tmp_path, *args).exit_code == 0
+    assert measured == []
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (100, 75, 3), dtype=np.uint8)
+    Image.fromarray(pixels).resize((600, 800)).save(photos / "far.jpg", quality=90)
+    assert _prep(tmp_path, *args).exit_code == 0
+    assert measured == ["far.jpg"]
+    assert _read(tmp_path / "outputs" / "lora_datasets" / "emma" / "shots.json").keys() == (
+        first.keys()
+    )

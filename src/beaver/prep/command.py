@@ -9,6 +9,7 @@ files of :mod:`beaver.prep.dataset`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -17,13 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from beaver import __version__
 from beaver.captions.compose import compose
 from beaver.captions.schema import ImageCaption, read_captions
 from beaver.errors import BeaverError, InputError
 from beaver.faces.scan import ScanPlan
+from beaver.fsutil import write_atomic
 from beaver.images import IMAGE_SUFFIXES, ImageLoadError, find_images
 from beaver.interfaces import FaceDetector
 from beaver.prep import dataset as files
@@ -185,32 +187,85 @@ def _read_photos(plan: PrepPlan, report: PrepReport, progress: Progress) -> list
             hint=f"beaver reads {', '.join(sorted(IMAGE_SUFFIXES))}.",
         )
     photos = []
+    known = _load_facts(plan.output_dir)
+    fresh: dict[str, list[Any]] = {}
     progress.start("Reading photos", total=len(paths))
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        for done, (path, result) in enumerate(
-            zip(paths, pool.map(_measure, paths), strict=True), start=1
-        ):
+        results = pool.map(lambda path: _measure(path, known), paths)
+        for done, (path, result) in enumerate(zip(paths, results, strict=True), start=1):
             if isinstance(result, str):
                 skip(path, result)
             else:
-                photos.append(_Photo(path, result.sha256, result.width, result.height, result))
+                facts, stamp = result
+                fresh[str(path)] = [*stamp, *_facts_row(facts)]
+                photos.append(_Photo(path, facts.sha256, facts.width, facts.height, facts))
             progress.update(done)
     progress.finish()
+    _save_facts(plan.output_dir, fresh)
     if not photos:
         raise InputError(root, "none of its images could be read", hint="See the list above.")
     return photos
 
 
-def _measure(path: Path) -> ImageFacts | str:
-    """Size, hashes and sharpness from one reduced decode; a reason when unreadable."""
+FACTS = ".beaver-prep-facts.json"
+"""Each photo's measurements by path, size and mtime: a re-run decodes only changed photos."""
+
+
+def _measure(path: Path, known: dict[str, list[Any]]) -> tuple[ImageFacts, tuple[int, int]] | str:
+    """Size, hashes and sharpness (remembered, or from one reduced decode); or why not."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    stamp = (st.st_size, st.st_mtime_ns)
+    row = known.get(str(path))
+    if row is not None and tuple(row[:2]) == stamp:
+        try:
+            width, height, sha, dh, ph, sharp = row[2:]
+            return ImageFacts(
+                path,
+                int(width),
+                int(height),
+                str(sha),
+                int(dh),
+                int(ph),
+                float(sharp),
+            ), stamp
+        except (TypeError, ValueError):
+            pass  # an old or damaged record: measure again
     try:
         data = path.read_bytes()
     except OSError as exc:
         return f"cannot read ({exc.strerror})"
     try:
-        return measure(path, data=data)
+        return measure(path, data=data), stamp
     except ImageLoadError as exc:
         return exc.reason
+
+
+def _facts_row(facts: ImageFacts) -> list[Any]:
+    return [facts.width, facts.height, facts.sha256, facts.dhash, facts.phash, facts.sharpness]
+
+
+def _load_facts(folder: Path) -> dict[str, list[Any]]:
+    try:
+        data = json.loads((folder / FACTS).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    rows = data.get("photos") if isinstance(data, dict) and data.get("version") == 1 else None
+    return (
+        {str(k): v for k, v in rows.items() if isinstance(v, list)}
+        if isinstance(rows, dict)
+        else {}
+    )
+
+
+def _save_facts(folder: Path, rows: dict[str, list[Any]]) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / FACTS, json.dumps({"version": 1, "photos": rows}), durable=False)
+    except (OSError, BeaverError):
+        pass  # only a cache: the dataset writer reports an unwritable output
 
 
 def _faces(

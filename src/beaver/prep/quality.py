@@ -204,9 +204,17 @@ def _sharpness(grey: Image.Image) -> float:
     g = np.asarray(grey, dtype=np.float32)
     if g.shape[0] < 3 or g.shape[1] < 3:
         return 0.0
-    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    g64 = g.astype(np.float64)
+    lap = 4 * g64[1:-1, 1:-1] - g64[:-2, 1:-1] - g64[2:, 1:-1] - g64[1:-1, :-2] - g64[1:-1, 2:]
     ys = np.linspace(0, lap.shape[0], _TILES + 1).astype(int)
     xs = np.linspace(0, lap.shape[1], _TILES + 1).astype(int)
+    if np.all(np.diff(ys) > 0) and np.all(np.diff(xs) > 0):
+        # Every tile's variance at once from tile sums of x and x² (one pass, no loop).
+        sums = np.add.reduceat(np.add.reduceat(lap, ys[:-1], axis=0), xs[:-1], axis=1)
+        squares = np.add.reduceat(np.add.reduceat(lap * lap, ys[:-1], axis=0), xs[:-1], axis=1)
+        counts = np.outer(np.diff(ys), np.diff(xs))
+        variances = np.maximum(squares / counts - (sums / counts) ** 2, 0.0)
+        return float(np.percentile(variances.ravel(), _TILE_PERCENTILE))
     tiles = [
         float(lap[ys[i] : ys[i + 1], xs[j] : xs[j + 1]].var())
         for i in range(_TILES)

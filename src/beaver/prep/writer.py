@@ -15,6 +15,7 @@ JPEG (PNG when it has transparency) instead of being copied or linked.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -198,20 +199,32 @@ def _target_suffix(source: Path) -> str:
 
 
 def _orientation(path: Path) -> int:
-    try:
-        with Image.open(path) as image:
-            value = image.getexif().get(0x0112, 1)
-    except (OSError, ValueError, SyntaxError):
-        return 1
-    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+    return _probe(path)[0]
 
 
 def _has_alpha(path: Path) -> bool:
+    return _probe(path)[1]
+
+
+def _probe(path: Path) -> tuple[int, bool]:
+    """EXIF orientation and transparency, from the header; remembered per file version."""
+    try:
+        st = path.stat()
+    except OSError:
+        return 1, False
+    return _probe_file(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_file(path: str, size: int, mtime_ns: int) -> tuple[int, bool]:
+    del size, mtime_ns  # part of the cache key: a changed file is read again
     try:
         with Image.open(path) as image:
-            return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            value = image.getexif().get(0x0112, 1)
+            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     except (OSError, ValueError, SyntaxError):
-        return False
+        return 1, False
+    return (int(value) if isinstance(value, int) and 1 <= value <= 8 else 1), alpha
 
 
 def _write_image(
@@ -308,7 +321,7 @@ def _write_text(path: Path, text: str) -> None:
             return
     except (OSError, UnicodeDecodeError):
         pass
-    write_atomic(path, text)
+    write_atomic(path, text, durable=False)  # atomic; made again by a re-run if lost
 
 
 def _remove_outputs(dataset: Path, name: str) -> None:
