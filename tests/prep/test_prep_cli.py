@@ -266,17 +266,17 @@ def test_crop_cuts_group_photos_to_the_person(tmp_path: Path, full: tuple[Path, 
 def test_a_rerun_measures_only_changed_photos(
     tmp_path: Path, full: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from beaver.prep import command
+    from beaver.prep import quality
 
     photos, args = full
-    real = command.measure
+    real = quality.measure
     measured: list[str] = []
 
     def counting(path: Path, *, data: bytes | None = None) -> Any:
         measured.append(path.name)
         return real(path, data=data)
 
-    monkeypatch.setattr(command, "measure", counting)
+    monkeypatch.setattr(quality, "measure", counting)
     assert _prep(tmp_path, *args).exit_code == 0
     assert len(measured) == len(PHOTOS)
     measured.clear()

@@ -29,12 +29,13 @@ from beaver.fsutil import write_atomic
 from beaver.images import IMAGE_SUFFIXES, ImageLoadError, find_images
 from beaver.interfaces import FaceDetector
 from beaver.prep import dataset as files
+from beaver.prep import quality
 from beaver.prep.balance import recommend
 from beaver.prep.captions import match_captions
 from beaver.prep.concepts import ImageConcepts, extract, top_concepts
 from beaver.prep.crop import crop_box, shift_box
 from beaver.prep.faces import DETECT_PLAN, FaceCacheIndex, ImageFaces, detect_faces_on_the_fly
-from beaver.prep.quality import MIN_SIDE, ImageFacts, assess, measure
+from beaver.prep.quality import MIN_SIDE, ImageFacts, assess
 from beaver.prep.shots import PersonRef, ShotResult, ShotThresholds, classify_without_faces
 from beaver.prep.taxonomy import load_taxonomy
 from beaver.prep.writer import Item, Placed, place
@@ -238,7 +239,7 @@ def _measure(path: Path, known: dict[str, list[Any]]) -> tuple[ImageFacts, tuple
     except OSError as exc:
         return f"cannot read ({exc.strerror})"
     try:
-        return measure(path, data=data), stamp
+        return quality.measure(path, data=data), stamp
     except ImageLoadError as exc:
         return exc.reason
 
