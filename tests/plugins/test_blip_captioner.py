@@ -302,3 +302,12 @@ def copy_model(folder: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "model"
     shutil.copytree(folder, copy)
     return copy
+
+
+@pytest.mark.shared_data
+def test_beaver_caption_end_to_end_on_real_photos(tiny_blip, shared_faces: Path, tmp_path: Path):
+    from beaver.testing.captioncli import caption_photos
+
+    photos = sorted(shared_faces.rglob("*.jpg"))[:4]
+    data = caption_photos(photos, tmp_path, "blip", model=str(tiny_blip))
+    assert data["captioner"] == "blip"

@@ -395,3 +395,12 @@ def test_check_wants_open_clip_3(monkeypatch):
     assert beaver_coca.check() is None
     monkeypatch.setattr(beaver_coca.importlib.metadata, "version", lambda _name: "2.24.0")
     assert "open_clip_torch>=3.0" in (beaver_coca.check() or "")
+
+
+@pytest.mark.shared_data
+def test_beaver_caption_end_to_end_on_real_photos(models, shared_faces: Path, tmp_path: Path):
+    from beaver.testing.captioncli import caption_photos
+
+    photos = sorted(shared_faces.rglob("*.jpg"))[:4]
+    data = caption_photos(photos, tmp_path, "coca", model=str(models / "tiny"))
+    assert data["captioner"] == "coca"

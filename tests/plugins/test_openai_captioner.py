@@ -595,3 +595,16 @@ def test_a_request_too_big_for_a_proxy_says_to_reduce_the_photos(fake):
 
     assert "413 Request Entity Too Large: Request Entity Too Large" in caught.value.message
     assert "lower [plugins.openai] image_size" in str(caught.value.hint)
+
+
+@pytest.mark.shared_data
+def test_beaver_caption_end_to_end_on_real_photos(
+    fake: Fake, shared_faces: Path, tmp_path: Path
+) -> None:
+    from beaver.testing.captioncli import caption_photos
+
+    photos = sorted(shared_faces.rglob("*.jpg"))[:4]
+    config = f'[caption]\ncaptioner = "openai"\n\n[plugins.openai]\nbase_url = "{fake.base_url}"\n'
+    data = caption_photos(photos, tmp_path, "openai", config=config)
+    assert data["captioner"] == "openai"
+    assert all(entry["raw"] for entry in data["images"].values())
