@@ -151,8 +151,10 @@ def prep(
         f"{report.total_images} of {report.photos} photos in the dataset ({shots}); "
         f"faces from {report.faces_from}."
     )
+    if report.cache_matched is not None:
+        typer.echo(f"  {report.cache_matched} of {report.photos} photos found in the face cache.")
     if report.captions_matched is not None:
-        typer.echo(f"  captions found for {report.captions_matched} photos.")
+        typer.echo(f"  {report.captions_matched} of {report.photos} photos have a caption.")
     for reason, paths in sorted(report.excluded.items()):
         typer.echo(f"  left out {len(paths)}: {reason.replace('_', ' ')} ({paths[0]}…)")
     for reason, paths in sorted(report.skipped.items()):
