@@ -351,26 +351,7 @@ def detect_faces(
     gate = gate or nullcontext()
     scale = image.scale
     split = isinstance(detector, FaceLocator)
-    with gate:
-        if isinstance(detector, FaceLocator):
-            found = detector.locate(image.pixels)
-        else:
-            found = detector.detect(image.pixels)
-    kept: list[tuple[DetectedFace, tuple[float, float, float, float], Points]] = []
-    for face in found:
-        if face.score < plan.min_score:
-            continue
-        x1, y1, x2, y2 = (v / scale for v in face.bbox)
-        box = (
-            max(0.0, x1),
-            max(0.0, y1),
-            min(float(image.width), x2),
-            min(float(image.height), y2),
-        )
-        if min(box[2] - box[0], box[3] - box[1]) < plan.min_size:
-            continue
-        marks = tuple((x / scale, y / scale) for x, y in face.landmarks)
-        kept.append((face, box, marks))
+    kept = find_faces(detector, image, plan, gate=gate)
     if split:
         assert isinstance(detector, FaceLocator)
         embeddings = _split_embeddings(detector, image, data, kept, gate)
@@ -393,11 +374,51 @@ def detect_faces(
     return out
 
 
+Kept = tuple[DetectedFace, tuple[float, float, float, float], Points]
+"""A face that passed the filters: as detected, its box and landmarks in original pixels."""
+
+
+def find_faces(
+    detector: FaceDetector,
+    image: LoadedImage,
+    plan: ScanPlan,
+    *,
+    gate: AbstractContextManager[object] | None = None,
+) -> list[Kept]:
+    """Faces of a (reduced) decode that pass ``plan``'s score and size filters.
+
+    A :class:`beaver.interfaces.FaceLocator` is asked to locate only (no embeddings).
+    Boxes and landmarks are mapped back to original pixels and clipped to the photo.
+    """
+    with gate or nullcontext():
+        if isinstance(detector, FaceLocator):
+            found = detector.locate(image.pixels)
+        else:
+            found = detector.detect(image.pixels)
+    scale = image.scale
+    kept: list[Kept] = []
+    for face in found:
+        if face.score < plan.min_score:
+            continue
+        x1, y1, x2, y2 = (v / scale for v in face.bbox)
+        box = (
+            max(0.0, x1),
+            max(0.0, y1),
+            min(float(image.width), x2),
+            min(float(image.height), y2),
+        )
+        if min(box[2] - box[0], box[3] - box[1]) < plan.min_size:
+            continue
+        marks = tuple((x / scale, y / scale) for x, y in face.landmarks)
+        kept.append((face, box, marks))
+    return kept
+
+
 def _split_embeddings(
     detector: FaceLocator,
     image: LoadedImage,
     data: bytes,
-    kept: Sequence[tuple[DetectedFace, tuple[float, float, float, float], Points]],
+    kept: Sequence[Kept],
     gate: AbstractContextManager[object],
 ) -> list[npt.NDArray[np.float32] | None]:
     embeddings: list[npt.NDArray[np.float32] | None] = [None] * len(kept)

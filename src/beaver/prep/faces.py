@@ -21,9 +21,9 @@ from pydantic import ValidationError
 
 from beaver.errors import InputError
 from beaver.faces.cache import CACHE_NAME, CacheImage, FaceCache, read_cache
-from beaver.faces.scan import ScanPlan, detector_slots
+from beaver.faces.scan import ScanPlan, detector_slots, find_faces
 from beaver.images import ImageLoadError, LoadedImage, load_image
-from beaver.interfaces import DetectedFace, FaceDetector, FaceLocator
+from beaver.interfaces import FaceDetector
 from beaver.prep.shots import Face, PersonRef, ShotResult, ShotThresholds, classify
 
 SCAN_HINT = "Run `beaver face scan` to rebuild it, or leave out the face cache."
@@ -201,34 +201,10 @@ def locate_faces(
     Like :func:`beaver.faces.scan.detect_faces` without the embeddings, which shot
     classification does not need (and without which that function drops a face).
     """
-    found: list[DetectedFace]
-    if gate is None:
-        found = _find(detector, image)
-    else:
-        with gate:
-            found = _find(detector, image)
-    scale = image.scale
-    out = []
-    for face in found:
-        if face.score < plan.min_score:
-            continue
-        x1, y1, x2, y2 = (v / scale for v in face.bbox)
-        box = (
-            max(0.0, x1),
-            max(0.0, y1),
-            min(float(image.width), x2),
-            min(float(image.height), y2),
-        )
-        if min(box[2] - box[0], box[3] - box[1]) < plan.min_size:
-            continue
-        out.append(Face(bbox=box, score=float(face.score)))
-    return out
-
-
-def _find(detector: FaceDetector, image: LoadedImage) -> list[DetectedFace]:
-    if isinstance(detector, FaceLocator):
-        return detector.locate(image.pixels)
-    return detector.detect(image.pixels)
+    return [
+        Face(bbox=box, score=float(face.score))
+        for face, box, _marks in find_faces(detector, image, plan, gate=gate)
+    ]
 
 
 def _image_faces(
