@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beaver.captions.hf import (
+    LoadedModel,
     load_pretrained,
     processor_side,
     quiet_transformers,
@@ -84,33 +86,15 @@ def load_captioner(options: BlipOptions) -> BlipCaptioner:
     )
 
 
-class BlipCaptioner:
+@dataclass(kw_only=True)
+class BlipCaptioner(LoadedModel):
     """Captions batches of RGB images with BLIP. Satisfies :class:`beaver.interfaces.Captioner`.
 
     With a ``prompt`` every caption starts with it (as BLIP's tokenizer writes it: lower
     case) and BLIP writes the rest.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        *,
-        model_id: str,
-        image_size: int,
-        device: str,
-        dtype: Any,
-        prompt: str | None,
-        generate_kwargs: dict[str, Any],
-    ) -> None:
-        self.model = model
-        self.processor = processor
-        self.model_id = model_id
-        self.image_size = image_size
-        self.device = device
-        self.dtype = dtype
-        self.prompt = prompt
-        self.generate_kwargs = generate_kwargs
+    prompt: str | None
 
     def caption(self, images: Sequence[Image.Image]) -> list[Caption]:
         """One caption per image, in order, from a single ``generate`` call."""

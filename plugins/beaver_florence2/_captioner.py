@@ -15,10 +15,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beaver.captions.hf import (
+    LoadedModel,
     load_pretrained,
     processor_side,
     quiet_transformers,
@@ -92,32 +94,14 @@ def load_captioner(options: Florence2Options) -> Florence2Captioner:
     )
 
 
-class Florence2Captioner:
+@dataclass(kw_only=True)
+class Florence2Captioner(LoadedModel):
     """Captions batches of RGB images with one Florence-2 caption task.
 
     Satisfies :class:`beaver.interfaces.Captioner`.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        processor: Any,
-        *,
-        model_id: str,
-        image_size: int,
-        device: str,
-        dtype: Any,
-        task: str,
-        generate_kwargs: dict[str, Any],
-    ) -> None:
-        self.model = model
-        self.processor = processor
-        self.model_id = model_id
-        self.image_size = image_size
-        self.device = device
-        self.dtype = dtype
-        self.task = task
-        self.generate_kwargs = generate_kwargs
+    task: str
 
     def caption(self, images: Sequence[Image.Image]) -> list[Caption]:
         """One caption per image, in order, from a single ``generate`` call."""

@@ -10,10 +10,27 @@ import contextlib
 import importlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from beaver.errors import ModelError
+
+
+@dataclass
+class LoadedModel:
+    """A loaded transformers captioner: what its ``caption`` needs and what the core reads."""
+
+    model: Any
+    processor: Any
+    _: KW_ONLY
+    model_id: str
+    """Recorded in captions.json (see :class:`beaver.interfaces.Captioner`)."""
+    image_size: int
+    """The longest side worth decoding: the processor's resize target."""
+    device: str
+    dtype: Any
+    generate_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def read_config(folder: Path) -> dict[str, Any]:
