@@ -63,15 +63,48 @@ class CocaOptions(BaseModel):
 
 def create_captioner(options: CocaOptions) -> CocaCaptioner:
     """The factory: finds the weights and loads the CoCa model (imports torch and open_clip)."""
+    problem = torch_pair_problem()
+    if problem is not None:
+        from beaver.errors import ConfigError
+
+        raise ConfigError(f"The coca captioner {problem}.", hint=PAIR_HINT)
     from beaver_coca._captioner import load_captioner
 
     return load_captioner(options)
 
 
+PAIR_HINT = (
+    "Install torch and torchvision from the same place, e.g. both from PyPI: "
+    "pip install --force-reinstall 'torch==<version>' 'torchvision==<matching version>'."
+)
+
+
+def torch_pair_problem() -> str | None:
+    """Why torchvision cannot load beside this torch, read from package metadata alone.
+
+    PyPI's torchvision is built against PyPI's torch; beside a CPU-only torch from the
+    PyTorch index or a local wheel (version ``…+cpu``) it fails to import ("operator
+    torchvision::nms does not exist"), and so does open_clip.
+    """
+    try:
+        torch_version = importlib.metadata.version("torch")
+        vision_version = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if torch_version.endswith("+cpu") and not vision_version.endswith("+cpu"):
+        return (
+            f"needs a torchvision built for this torch: torch {torch_version} is a CPU-only "
+            f"build, torchvision {vision_version} is not"
+        )
+    return None
+
+
 def check() -> str | None:
-    """Cheap readiness check: the installed open_clip is recent enough (nothing imported)."""
+    """Cheap readiness check: torch and torchvision fit, open_clip is recent (nothing imported)."""
     if importlib.util.find_spec("open_clip") is None:
         return None  # the spec's `requires` reports it
+    if (problem := torch_pair_problem()) is not None:
+        return problem
     try:
         version = importlib.metadata.version("open_clip_torch")
     except importlib.metadata.PackageNotFoundError:

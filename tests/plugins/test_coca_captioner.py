@@ -404,3 +404,32 @@ def test_beaver_caption_end_to_end_on_real_photos(models, shared_faces: Path, tm
     photos = sorted(shared_faces.rglob("*.jpg"))[:4]
     data = caption_photos(photos, tmp_path, "coca", model=str(models / "tiny"))
     assert data["captioner"] == "coca"
+
+
+@pytest.mark.parametrize(
+    ("torch_version", "vision_version", "broken"),
+    [
+        ("2.13.0+cpu", "0.28.0", True),  # PyPI's torchvision beside a CPU-only torch
+        ("2.13.0+cpu", "0.28.0+cpu", False),
+        ("2.13.0", "0.28.0", False),
+    ],
+)
+def test_a_torchvision_that_cannot_load_is_reported_without_importing(
+    monkeypatch, torch_version, vision_version, broken
+):
+    import importlib.metadata
+
+    import beaver_coca
+    from beaver.errors import ConfigError
+
+    versions = {"torch": torch_version, "torchvision": vision_version}
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: versions.get(name) or real(name)
+    )
+    problem = beaver_coca.torch_pair_problem()
+    assert (problem is not None) == broken
+    if broken:
+        assert beaver_coca.check() == problem
+        with pytest.raises(ConfigError, match="CPU-only build"):
+            beaver_coca.create_captioner(beaver_coca.CocaOptions())
