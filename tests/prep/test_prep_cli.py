@@ -291,3 +291,24 @@ def test_a_rerun_measures_only_changed_photos(
     assert _read(tmp_path / "outputs" / "lora_datasets" / "emma" / "shots.json").keys() == (
         first.keys()
     )
+
+
+def test_captions_made_with_another_trigger_get_this_one(tmp_path: Path) -> None:
+    from beaver.captions.schema import CaptionFile, ImageCaption, write_captions
+
+    photos = _library(tmp_path / "photos")
+    captions = tmp_path / "captions.json"
+    write_captions(
+        captions,
+        CaptionFile(
+            input=str(photos),
+            trigger="emma",
+            images={"close.jpg": ImageCaption(caption="emma, a woman smiling", raw="a woman")},
+        ),
+    )
+    args = [str(photos), "--name", "Emma Watson", "--trigger", "ewatson", "--captions"]
+    assert _prep(tmp_path, *args, str(captions)).exit_code == 0
+    out = tmp_path / "outputs" / "lora_datasets" / "ewatson"
+    texts = {p.read_text(encoding="utf-8") for p in (out / "captions").glob("*.txt")}
+    assert "ewatson, a woman smiling\n" in texts
+    assert not any(t.startswith("ewatson, emma") for t in texts)

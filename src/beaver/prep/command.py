@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from beaver import __version__
-from beaver.captions.compose import compose
+from beaver.captions.compose import compose, core_of
 from beaver.captions.schema import ImageCaption, read_captions
 from beaver.errors import BeaverError, InputError
 from beaver.faces.scan import ScanPlan
@@ -140,6 +140,7 @@ def prepare(
             )
 
     kept = _select(plan, photos, shots, report)
+    old_trigger = captions_file.trigger if captions_file is not None else None
     items = []
     concept_entries: dict[Path, ImageConcepts] = {}
     for photo in kept:
@@ -147,7 +148,7 @@ def prepare(
         text = (entry.raw or entry.caption) if entry is not None else ""
         concept_entries[photo.path] = extract(text, taxonomy)
         caption = (
-            compose(entry.caption, trigger=plan.trigger)
+            _training_caption(entry.caption, plan.trigger, old_trigger)
             if entry is not None and entry.caption.strip()
             else f"{plan.trigger}, {plan.class_word}"
         )
@@ -169,6 +170,13 @@ def prepare(
     _write_files(plan, placed, shots, concept_entries, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _training_caption(caption: str, trigger: str, old_trigger: str | None) -> str:
+    """``caption`` led by ``trigger``; a different trigger the caption run put first goes."""
+    if old_trigger and old_trigger.casefold() != trigger.casefold():
+        caption = core_of(caption, trigger=old_trigger, prefix="", suffix="")
+    return compose(caption, trigger=trigger)
 
 
 def _read_photos(plan: PrepPlan, report: PrepReport, progress: Progress) -> list[_Photo]:
