@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from beaver import CaptionerSpec, hookimpl
+from beaver.captions.runtime import too_old
 
 if TYPE_CHECKING:
     from beaver_blip._captioner import BlipCaptioner
@@ -74,15 +73,7 @@ def check() -> str | None:
     """Cheap readiness check: the installed transformers is recent enough (nothing imported)."""
     if importlib.util.find_spec("transformers") is None:
         return None  # the spec's `requires` reports it
-    try:
-        version = importlib.metadata.version("transformers")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    found = re.match(r"(\d+)\.(\d+)", version)
-    if found and (int(found[1]), int(found[2])) < MIN_TRANSFORMERS:
-        wanted = ".".join(map(str, MIN_TRANSFORMERS))
-        return f"needs transformers>={wanted} (found {version}): pip install -U 'transformers>={wanted}'"
-    return None
+    return too_old("transformers", MIN_TRANSFORMERS)
 
 
 @hookimpl

@@ -65,9 +65,9 @@ def load_captioner(options: BlipOptions) -> BlipCaptioner:
         model=transformers.BlipForConditionalGeneration.from_pretrained,
         what="BLIP model",
         hint=HINT,
+        device=device,
+        dtype=dtype,
     )
-    model.to(device=device, dtype=dtype)
-    model.eval()
     prompt = options.prompt
     return BlipCaptioner(
         model,

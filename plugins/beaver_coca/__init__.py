@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from beaver import CaptionerSpec, hookimpl
+from beaver.captions.runtime import too_old
 
 if TYPE_CHECKING:
     from beaver_coca._captioner import CocaCaptioner
@@ -105,18 +105,7 @@ def check() -> str | None:
         return None  # the spec's `requires` reports it
     if (problem := torch_pair_problem()) is not None:
         return problem
-    try:
-        version = importlib.metadata.version("open_clip_torch")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    found = re.match(r"(\d+)\.(\d+)", version)
-    if found and (int(found[1]), int(found[2])) < MIN_OPEN_CLIP:
-        wanted = ".".join(map(str, MIN_OPEN_CLIP))
-        return (
-            f"needs open_clip_torch>={wanted} (found {version}): "
-            f"pip install -U 'open_clip_torch>={wanted}'"
-        )
-    return None
+    return too_old("open_clip_torch", MIN_OPEN_CLIP)
 
 
 @hookimpl

@@ -70,14 +70,14 @@ def load_captioner(options: Florence2Options) -> Florence2Captioner:
         model=transformers.Florence2ForConditionalGeneration.from_pretrained,
         what="Florence-2 model",
         hint=HINT,
+        device=device,
+        dtype=dtype,
     )
     if not hasattr(processor, "post_process_generation"):
         raise ModelError(
             f"{folder}: its processor is a {type(processor).__name__}, not Florence-2's.",
             hint=HINT,
         )
-    model.to(device=device, dtype=dtype)
-    model.eval()
     return Florence2Captioner(
         model,
         processor,

@@ -79,8 +79,11 @@ def load_pretrained(
     model: Callable[..., Any],
     what: str,
     hint: str,
+    device: str,
+    dtype: Any,
 ) -> tuple[Any, Any]:
-    """``processor`` and ``model`` (``from_pretrained`` callables) loaded from ``folder``.
+    """``processor`` and ``model`` (``from_pretrained`` callables) loaded from ``folder``,
+    the model on ``device`` in ``dtype`` and in eval mode.
 
     Any loading failure, and weights that lack one of the model's weight matrices (some
     other checkpoint: transformers would fill the gap with noise), is a ModelError naming
@@ -101,6 +104,10 @@ def load_pretrained(
             f"(e.g. {missing[0]}); they are not a {what} checkpoint.",
             hint=hint,
         )
+    # Loading with the default dtype and converting here works across transformers
+    # versions (the keyword changed from torch_dtype to dtype).
+    loaded.to(device=device, dtype=dtype)
+    loaded.eval()
     return loaded_processor, loaded
 
 

@@ -27,6 +27,29 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _TRUE = {"1", "true", "yes", "on"}
 
 
+def too_old(distribution: str, minimum: tuple[int, int], *, purpose: str = "") -> str | None:
+    """Why ``distribution`` is older than ``minimum`` (from its metadata, nothing imported).
+
+    None when it is recent enough, or not installed (a spec's ``requires`` reports that).
+    """
+    import importlib.metadata
+    import re
+
+    try:
+        version = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found is None or (int(found[1]), int(found[2])) >= minimum:
+        return None
+    wanted = ".".join(map(str, minimum))
+    why = f" {purpose}" if purpose else ""
+    return (
+        f"needs {distribution}>={wanted}{why} (found {version}): "
+        f"pip install -U '{distribution}>={wanted}'"
+    )
+
+
 def hub_offline() -> bool:
     """Whether the user asked for no hub traffic (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
     return any(
