@@ -92,6 +92,19 @@ class PluginSpec(Generic[T]):
         except Exception as exc:  # noqa: BLE001 - a listing must survive a plugin's bug
             return f"check failed: {type(exc).__name__}: {exc}"
 
+    def with_settings(
+        self, values: Mapping[str, Any], settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``values`` plus those of ``settings`` the options model declares (None: left out).
+
+        Beaver's own settings (``--model``, ``--device``…) reach a plugin only under the names
+        it declares, so a plugin without such an option is never handed one.
+        """
+        fields = self.options.model_fields
+        out = dict(values)
+        out.update({k: v for k, v in settings.items() if k in fields and v is not None})
+        return out
+
     def parse_options(self, values: Mapping[str, Any] | None = None) -> BaseModel:
         """Validate raw option values against the plugin's options model."""
         try:

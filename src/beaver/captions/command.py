@@ -32,17 +32,18 @@ def check_output_name(name: str) -> str:
 
 def captioner_options(spec: CaptionerSpec, settings: BeaverSettings) -> dict[str, Any]:
     """``[plugins.<name>]`` plus the caption settings the plugin declares (model, device, dtype)."""
-    values = settings.plugin_options(spec.name)
-    fields = spec.options.model_fields
-    common: dict[str, Any] = {
-        "model": settings.caption.model,
-        "device": settings.device,
-        "dtype": settings.caption.dtype,
-    }
-    for key, value in common.items():
-        if key in fields and value is not None and (key == "model" or value != "auto"):
-            values[key] = value
-    return values
+
+    def chosen(value: str) -> str | None:
+        return None if value == "auto" else value  # auto: the plugin's own default
+
+    return spec.with_settings(
+        settings.plugin_options(spec.name),
+        {
+            "model": settings.caption.model,
+            "device": chosen(settings.device),
+            "dtype": chosen(settings.caption.dtype),
+        },
+    )
 
 
 def decode_workers(settings: BeaverSettings) -> int:

@@ -31,17 +31,16 @@ def scan_workers(settings: BeaverSettings) -> int:
 
 def detector_options(spec: FaceDetectorSpec, settings: BeaverSettings) -> dict[str, Any]:
     """The plugin's option values: ``[plugins.<name>]`` plus the face settings it declares."""
-    values = settings.plugin_options(spec.name)
+    values = spec.with_settings(
+        settings.plugin_options(spec.name),
+        {
+            "model_pack": settings.face.model_pack,
+            "models_dir": settings.models_dir,
+            "min_score": settings.face.min_score,
+            "workers": scan_workers(settings),
+        },
+    )
     fields = spec.options.model_fields
-    common: dict[str, Any] = {
-        "model_pack": settings.face.model_pack,
-        "models_dir": settings.models_dir,
-        "min_score": settings.face.min_score,
-        "workers": scan_workers(settings),
-    }
-    for key, value in common.items():
-        if key in fields and value is not None:
-            values[key] = value
     providers = _DEVICE_PROVIDERS.get(settings.device)
     if providers and "providers" in fields and "providers" not in values:
         values["providers"] = providers
