@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,28 @@ def test_workflow_1_from_scratch(
     for photo in library["emma"]:  # originals untouched, nothing in the photo folders
         assert Path(photo).is_file()
     assert not list(organized.glob("*.txt"))
+    _check_training(out, dataset, metadata)
+
+
+def _check_training(out: Path, dataset: Path, metadata: dict[str, Any]) -> Path:
+    """Step 5: `beaver train` on the prepared dataset, every backend, then list-models."""
+    train = _json(out, "train", str(dataset))
+    run = Path(train["run_dir"])
+    assert run.parent == out / "lora_models" / metadata["trigger_word"]
+    assert list(train["backends"]) == ["kohya", "diffusers", "comfyui"]
+    images = metadata["total_images"]
+    assert train["plan"]["epochs"] == (20 if images < 20 else 15)
+    kohya = tomllib.loads((run / "kohya" / "dataset.toml").read_text(encoding="utf-8"))
+    subsets = kohya["datasets"][0]["subsets"]
+    shots = {k for k, v in metadata["shot_distribution"].items() if v}
+    assert {Path(s["image_dir"]).name for s in subsets} == shots
+    assert all(Path(s["image_dir"]).parent == dataset for s in subsets)
+    rows = (run / "diffusers" / "data" / "metadata.jsonl").read_text().splitlines()
+    captions = {json.loads(r)["text"] for r in rows}
+    assert all(c.startswith(metadata["trigger_word"]) for c in captions)
+    listed = _json(out, "train", "list-models")
+    assert str(run) in {r["path"] for r in listed}
+    return run
 
 
 def test_workflow_2_quick_prep(
@@ -271,5 +294,6 @@ def test_workflow_3_multiple_people(
         # Only this person's photos: no other person's photo name in the dataset.
         shots = _read(out / "lora_datasets" / who / "shots.json")
         assert all(Path(e["source"]).name.startswith(f"{who}_") for e in shots.values())
+        _check_training(out, out / "lora_datasets" / who, metadata)
     datasets = sorted(p.name for p in (out / "lora_datasets").iterdir())
     assert datasets == sorted(n.lower() for n in names.values())

@@ -77,8 +77,20 @@ class Captioner(Protocol):
 
 @runtime_checkable
 class Trainer(Protocol):
-    """Writes the files a training backend reads for one training plan."""
+    """Turns a training plan (``beaver.train.plan.TrainPlan``) into one trainer's files."""
 
     def write(self, plan: Any, out_dir: Path) -> list[Path]:
-        """Write the backend's configs under ``out_dir``; return the paths written."""
+        """Write the backend's files under ``out_dir``; return the paths written."""
+        ...
+
+    def script(self, plan: Any, out_dir: Path) -> str:
+        """Bash lines that launch the trainer, for train.sh (run under ``set -euo pipefail``).
+
+        They check the trainer is installed, and if not say how to install it and
+        ``exit 3``; then they launch it in the foreground.
+        """
+        ...
+
+    def launch_problem(self, plan: Any) -> str | None:
+        """Why ``beaver train --run`` cannot launch this backend now, or None."""
         ...

@@ -105,7 +105,17 @@ class TrainSettings(_Section):
         default_factory=list, description="Backends to write; empty: every installed one."
     )
     sd_scripts_dir: Path | None = Field(None, description="kohya sd-scripts checkout for --run.")
+    diffusers_dir: Path | None = Field(
+        None, description="diffusers git checkout (with examples/) for --run."
+    )
     comfyui_url: str = Field("http://127.0.0.1:8188", description="ComfyUI server for --run.")
+    comfyui_dir: Path | None = Field(
+        None, description="ComfyUI folder; its input/ receives the dataset for --run."
+    )
+    flux_dir: Path | None = Field(
+        None,
+        description="Folder of the FLUX.1-dev files for kohya (default: <models_dir>/flux).",
+    )
 
 
 class BeaverSettings(BaseSettings):

@@ -38,9 +38,10 @@ def test_json_lists_the_ten_first_party_plugins():
         assert row["licence"]
     insight = next(r for r in rows if r["name"] == "insightface")
     assert "non-commercial" in insight["licence"]
-    kohya = next(r for r in rows if r["name"] == "kohya")
-    assert kohya["ready"] is False
-    assert kohya["problem"] == "not implemented yet"
+    trainers = [r for r in rows if r["kind"] == "trainer"]
+    assert {r["name"] for r in trainers} == {"kohya", "diffusers", "comfyui"}
+    # They write files; whether the trainer itself is installed is train.sh's question.
+    assert all(r["ready"] for r in trainers)
 
 
 def test_table_has_the_issue_columns():

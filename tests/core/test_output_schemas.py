@@ -13,6 +13,7 @@ from beaver.captions.schema import captions_schema
 from beaver.faces.cache import cache_schema
 from beaver.faces.export import manifest_schema
 from beaver.prep.dataset import schemas as dataset_schemas
+from beaver.train.runs import run_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
@@ -26,6 +27,10 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
         *(
             (f"{name}.schema.json", lambda name=name: dataset_schemas()[name])
             for name in ("metadata", "shots", "concepts", "preview_manifest")
+        ),
+        *(
+            (f"{name}.schema.json", lambda name=name: run_schemas()[name])
+            for name in ("training_config", "training_info")
         ),
     ],
 )

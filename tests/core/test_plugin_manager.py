@@ -12,6 +12,7 @@ from beaver import CaptionerSpec, hookimpl
 from beaver.errors import ConfigError, PluginConflictError, UnknownPluginError
 from beaver.plugins import (
     FaceDetectorSpec,
+    TrainerSpec,
     iter_entry_points,
     make_plugin_manager,
 )
@@ -268,13 +269,13 @@ def test_readiness_reports_missing_modules_and_extra():
     assert checked.readiness() == "no GPU"
 
 
-def test_pending_first_party_factories_refuse_to_pretend():
+def test_pending_factories_refuse_to_pretend():
+    from beaver._pending import pending_check, pending_factory
     from beaver.errors import NotImplementedYetError
 
-    manager = make_plugin_manager(env={})
-    spec = manager.trainers().get("kohya")
+    spec = TrainerSpec(name="later", factory=pending_factory("Later"), check=pending_check)
     assert spec.readiness() == "not implemented yet"
-    with pytest.raises(NotImplementedYetError):
+    with pytest.raises(NotImplementedYetError, match="Later is not implemented yet"):
         spec.create({})
 
 

@@ -78,6 +78,12 @@ class StepsTrainer:
         path.write_text(f"steps = {self.options.steps}\n", encoding="utf-8")
         return [path]
 
+    def script(self, plan: Any, out_dir: Path) -> str:
+        return f"echo steps {self.options.steps} from {out_dir / 'config.toml'}"
+
+    def launch_problem(self, plan: Any) -> str | None:
+        return None
+
 
 class DetectorPlugin:
     @hookimpl
@@ -160,3 +166,14 @@ def test_hook_beaver_trainers(tmp_path):
     assert (tmp_path / "config.toml").read_text(encoding="utf-8") == "steps = 250\n"
     with pytest.raises(ConfigError, match="steps"):
         spec.create({"steps": "many"})
+
+    # A third-party backend gets a real plan and a section of train.sh.
+    from beaver.testing.trainset import fixed_plan, write_dataset
+    from beaver.train.command import write_run
+
+    plan = fixed_plan(write_dataset(tmp_path / "ds"), tmp_path / "run")
+    report = write_run(plan, [("steps", trainer)], ["beaver", "train"])
+    assert report.files == {"steps": [tmp_path / "run" / "steps" / "config.toml"]}
+    script = report.script.read_text(encoding="utf-8")
+    assert "run_steps() {" in script
+    assert f"echo steps 250 from {tmp_path / 'run' / 'steps' / 'config.toml'}" in script
