@@ -75,14 +75,6 @@ def test_python_dash_m_beaver():
     assert proc.stdout.strip() == f"beaver {__version__}"
 
 
-def test_pending_commands_exit_2_and_say_so():
-    result = runner.invoke(build_app(), ["preview", "x"])
-    assert result.exit_code == 2
-    assert "not implemented yet" in result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-
-
 def test_train_shorthand_reaches_run_and_list_models_stays_separate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = runner.invoke(build_app(), ["train", "some/dataset", "--epochs", "3"])

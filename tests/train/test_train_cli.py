@@ -231,3 +231,40 @@ def test_every_installed_backend_by_default_kohya_first(tmp_path, dataset, monke
     assert launch.exit_code == 1
     assert "Cannot start kohya:" in launch.stderr
     assert len(list((tmp_path / "out" / "lora_models" / "emma").iterdir())) == 2
+
+
+def test_images_tagged_in_preview_are_repeated_more_by_every_backend(tmp_path, monkeypatch):
+    import tomllib
+
+    from beaver.preview.editor import DatasetEditor
+    from beaver.testing.trainset import write_prepared
+
+    ds = write_prepared(tmp_path / "ds")
+    editor = DatasetEditor(ds)
+    for name in ("close/emma_close_0001.jpg", "close/emma_close_0002.jpg", "far/emma_far_0003.jpg"):
+        editor.set_emphasis(name, True)
+    app = build_app(make_plugin_manager())
+    result = runner.invoke(app, ["--output-dir", str(tmp_path / "out"), "train", str(ds), "--json"])
+    assert result.exit_code == 0, result.output
+    run = Path(json.loads(result.stdout)["run_dir"])
+    info = json.loads((run / "training_info.json").read_text())
+    subsets = {s["shot"]: s for s in info["plan"]["subsets"]}
+    assert subsets["close_emphasis"]["images"] == 2
+    assert subsets["close_emphasis"]["repeats"] == subsets["close"]["repeats"]
+    assert subsets["far_emphasis"]["images"] == 1
+    assert info["config"]["total_images"] == 47  # each image counted once
+    assert "3 image(s) tagged for emphasis" in info["defaults"]["repeats"]
+    linked = run / "emphasis" / "close"
+    assert sorted(p.name for p in linked.iterdir()) == [
+        "emma_close_0001.jpg", "emma_close_0001.txt", "emma_close_0002.jpg", "emma_close_0002.txt",
+    ]  # fmt: skip
+    assert (linked / "emma_close_0001.jpg").resolve() == (ds / "close" / "emma_close_0001.jpg")
+    kohya = tomllib.loads((run / "kohya" / "dataset.toml").read_text())
+    dirs = [s["image_dir"] for s in kohya["datasets"][0]["subsets"]]
+    assert str(linked) in dirs
+    rows = (run / "diffusers" / "data" / "metadata.jsonl").read_text().splitlines()
+    close_repeats = subsets["close"]["repeats"]
+    first = [r for r in rows if "emma_close_0001" in json.loads(r)["file_name"]]
+    assert len(first) == 2 * close_repeats
+    tsv = (run / "comfyui" / "dataset.tsv").read_text()
+    assert f"{close_repeats}_close_emphasis" in tsv

@@ -9,6 +9,7 @@ files of :mod:`beaver.prep.dataset`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -34,11 +35,12 @@ from beaver.prep.balance import recommend
 from beaver.prep.captions import match_captions
 from beaver.prep.concepts import ImageConcepts, extract, top_concepts
 from beaver.prep.crop import crop_box, shift_box
+from beaver.prep.edits import EXCLUDED_DIR, USER_EXCLUDED, read_edits
 from beaver.prep.faces import DETECT_PLAN, FaceCacheIndex, ImageFaces, detect_faces_on_the_fly
 from beaver.prep.quality import MIN_SIDE, ImageFacts, assess
 from beaver.prep.shots import PersonRef, ShotResult, ShotThresholds, classify_without_faces
 from beaver.prep.taxonomy import load_taxonomy
-from beaver.prep.writer import Item, Placed, place
+from beaver.prep.writer import STATE, Item, Placed, place
 from beaver.progress import NullProgress, Progress
 
 SHOTS = ("close", "mid", "far")
@@ -113,6 +115,7 @@ def prepare(
 
     faces = _faces(plan, photos, cache, detector, scan_plan, report, progress)
     target = PersonRef.from_text(plan.name)
+    edits = read_edits(plan.output_dir)  # what the user decided in `beaver preview`
     shots: dict[Path, ShotResult] = {}
     for photo in photos:
         found = faces.get(photo.path)
@@ -121,6 +124,11 @@ def prepare(
             if found is not None
             else classify_without_faces(source=str(photo.path))
         )
+        chosen = edits.get(photo.sha256, {}).get("shot")
+        if chosen is not None:
+            shots[photo.path] = shots[photo.path].model_copy(
+                update={"shot_type": chosen, "confidence": 1.0}
+            )
 
     captions: dict[Path, ImageCaption] = {}
     if captions_file is not None and plan.captions is not None:
@@ -146,12 +154,15 @@ def prepare(
     for photo in kept:
         entry = captions.get(photo.path)
         text = (entry.raw or entry.caption) if entry is not None else ""
-        concept_entries[photo.path] = extract(text, taxonomy)
         caption = (
             _training_caption(entry.caption, plan.trigger, old_trigger)
             if entry is not None and entry.caption.strip()
             else f"{plan.trigger}, {plan.class_word}"
         )
+        edited = edits.get(photo.sha256, {}).get("caption")
+        if edited is not None:
+            caption = text = edited
+        concept_entries[photo.path] = extract(text, taxonomy)
         shot = shots[photo.path]
         box = (
             crop_box(photo.width, photo.height, shot.face_bbox, shot.shot_type)
@@ -167,9 +178,39 @@ def prepare(
         organize_by_shot=plan.organize_by_shot,
         symlink=plan.symlink,
     )
-    _write_files(plan, placed, shots, concept_entries, report)
+    placed = _set_aside(plan.output_dir, placed, edits)
+    _write_files(plan, placed, shots, concept_entries, report, edits)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _set_aside(
+    dataset: Path, placed: list[Placed], edits: dict[str, dict[str, Any]]
+) -> list[Placed]:
+    """Move the images excluded in preview to excluded/ (kept, so preview can bring them
+    back), and record their names there."""
+    moved: dict[str, str] = {}
+    out = []
+    for p in placed:
+        if not edits.get(p.item.key, {}).get("excluded"):
+            out.append(p)
+            continue
+        name = f"{EXCLUDED_DIR}/{Path(p.name).name}"
+        (dataset / EXCLUDED_DIR).mkdir(exist_ok=True)
+        for src, dst in ((p.name, name), (_txt(p.name), _txt(name))):
+            if os.path.lexists(dataset / src):
+                (dataset / src).replace(dataset / dst)
+        moved[p.item.key] = name
+        out.append(dataclasses.replace(p, name=name))
+    if moved:
+        record = json.loads((dataset / STATE).read_text(encoding="utf-8"))
+        record["names"].update(moved)
+        write_atomic(dataset / STATE, json.dumps(record, indent=1) + "\n")
+    return out
+
+
+def _txt(name: str) -> str:
+    return Path(name).with_suffix(".txt").as_posix()
 
 
 def _training_caption(caption: str, trigger: str, old_trigger: str | None) -> str:
@@ -363,6 +404,7 @@ def _write_files(
     shots: dict[Path, ShotResult],
     concepts: dict[Path, ImageConcepts],
     report: PrepReport,
+    edits: dict[str, dict[str, Any]],
 ) -> None:
     shot_json: dict[str, files.ShotEntry] = {}
     concept_json: dict[str, ImageConcepts] = {}
@@ -388,8 +430,14 @@ def _write_files(
                 concepts=concept.concepts,
                 pose=concept.pose,
                 setting=concept.setting,
+                excluded=bool(edits.get(p.item.key, {}).get("excluded")),
+                emphasis=bool(edits.get(p.item.key, {}).get("emphasis")),
             )
         )
+    set_aside = [p for p in entries if edits.get(p.item.key, {}).get("excluded")]
+    if set_aside:
+        report.excluded[USER_EXCLUDED] = [str(p.item.source) for p in set_aside]
+    entries = [p for p in entries if not edits.get(p.item.key, {}).get("excluded")]
     counts: Counter[str] = Counter(shots[p.item.source].shot_type for p in entries)
     distribution = {s: counts.get(s, 0) for s in SHOTS}
     if counts.get("unknown"):
@@ -423,6 +471,8 @@ def _write_files(
         excluded=report.excluded,
         warnings=report.warnings,
         recommended_mix=report.recommended_mix,
+        taxonomy=str(plan.taxonomy.resolve()) if plan.taxonomy else "",
+        emphasis=[p.name for p in entries if edits.get(p.item.key, {}).get("emphasis")],
     )
     out = plan.output_dir
     files.write_json(out / files.SHOTS, shot_json)

@@ -69,6 +69,12 @@ class Metadata(_Frozen):
     recommended_mix: dict[str, float] = Field(
         default_factory=dict, description="The guidelines' share per shot type."
     )
+    taxonomy: str = Field("", description="The --taxonomy file used ('': the built-in one).")
+    emphasis: list[str] = Field(
+        default_factory=list,
+        description="Images tagged for emphasis in `beaver preview` (beaver train repeats "
+        "them more), relative to the dataset folder.",
+    )
 
 
 class ShotEntry(_Frozen):
@@ -101,6 +107,8 @@ class PreviewImage(_Frozen):
     concepts: list[str]
     pose: str | None
     setting: str | None
+    excluded: bool = Field(False, description="Left out of training in `beaver preview`.")
+    emphasis: bool = Field(False, description="Tagged for emphasis in `beaver preview`.")
 
 
 class PreviewManifest(_Frozen):

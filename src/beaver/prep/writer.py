@@ -31,6 +31,7 @@ from beaver.errors import DiskFullError, InputError
 from beaver.fsutil import write_atomic
 from beaver.images import ImageLoadError, open_image
 from beaver.prep.dataset import ShotName
+from beaver.prep.edits import EXCLUDED_DIR
 
 STATE = ".beaver-prep.json"
 CAPTIONS_DIR = "captions"
@@ -109,8 +110,9 @@ def _place(
         _write_text(dataset / CAPTIONS_DIR / f"{Path(name).stem}.txt", text)
         placed.append(Placed(item, name, converted))
     keep = {p.name for p in placed}
+    kept_stems = {Path(name).stem for name in keep}
     for stale in sorted(set(old.values()) - keep):
-        _remove_outputs(dataset, stale)
+        _remove_outputs(dataset, stale, kept_stems)
     write_atomic(
         dataset / STATE,
         json.dumps(
@@ -168,6 +170,10 @@ def _assign(
         if previous is None or item.key in names:
             continue
         path = Path(previous)
+        if path.parent.as_posix() == EXCLUDED_DIR:
+            # Set aside in preview: it keeps its number (prep moves it back to excluded/).
+            path = Path(folder or ".") / path.name
+            previous = path.as_posix()
         match = _NUMBER.search(path.stem)
         fits = (
             match is not None
@@ -324,13 +330,16 @@ def _write_text(path: Path, text: str) -> None:
     write_atomic(path, text, durable=False)  # atomic; made again by a re-run if lost
 
 
-def _remove_outputs(dataset: Path, name: str) -> None:
-    """Remove a stale dataset image and its two caption files (beaver's own outputs)."""
+def _remove_outputs(dataset: Path, name: str, kept_stems: set[str]) -> None:
+    """Remove a stale dataset image and its two caption files (beaver's own outputs).
+
+    captions/ is flat: its file stays when a kept image has the same stem (an image that
+    moved between folders, e.g. back from excluded/).
+    """
     stem = Path(name).with_suffix("")
-    for path in (
-        dataset / name,
-        dataset / f"{stem}.txt",
-        dataset / CAPTIONS_DIR / f"{Path(name).stem}.txt",
-    ):
+    paths = [dataset / name, dataset / f"{stem}.txt"]
+    if Path(name).stem not in kept_stems:
+        paths.append(dataset / CAPTIONS_DIR / f"{Path(name).stem}.txt")
+    for path in paths:
         if path.is_symlink() or path.is_file():
             path.unlink()

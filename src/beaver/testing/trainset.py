@@ -148,3 +148,76 @@ class EchoPlugin:
             return trainer
 
         yield TrainerSpec(name="echo", factory=make, options=EchoOptions)
+
+
+def write_prepared(root: Path, **kwargs: Any) -> Path:
+    """``write_dataset`` plus what else ``beaver prep`` writes: shots.json, concepts.json,
+    preview_manifest.json, captions/ and its name record, consistent with each other."""
+    from beaver.prep import dataset as files
+    from beaver.prep.concepts import extract, top_concepts
+    from beaver.prep.taxonomy import load_taxonomy
+    from beaver.prep.writer import CAPTIONS_DIR, STATE
+
+    root = write_dataset(root, **kwargs)
+    taxonomy = load_taxonomy(None)
+    shots: dict[str, files.ShotEntry] = {}
+    concepts: dict[str, Any] = {}
+    images: list[files.PreviewImage] = []
+    names: dict[str, str] = {}
+    (root / CAPTIONS_DIR).mkdir(exist_ok=True)
+    for image in sorted(root.rglob("*.jpg")):
+        rel = image.relative_to(root).as_posix()
+        shot = rel.split("/")[0] if "/" in rel else "mid"
+        txt = image.with_suffix(".txt")
+        caption = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+        if txt.is_file():
+            (root / CAPTIONS_DIR / txt.name).write_text(caption + "\n", encoding="utf-8")
+        ratio = {"close": 0.45, "mid": 0.25, "far": 0.1}.get(shot)
+        with Image.open(image) as opened:
+            w, h = opened.size
+        box = None
+        if ratio is not None:
+            side = round(ratio * h)
+            box = [(w - side) // 2, h // 8, (w - side) // 2 + side, h // 8 + side]
+        shots[image.name] = files.ShotEntry(
+            shot_type=shot if shot in ("close", "mid", "far", "unknown") else "mid",
+            face_ratio=ratio,
+            confidence=0.8 if ratio is not None else 0.0,
+            face_bbox=box,
+            source=f"/photos/{image.name}",
+        )
+        found = extract(caption, taxonomy)
+        concepts[image.name] = found
+        images.append(
+            files.PreviewImage(
+                filename=rel,
+                shot_type=shots[image.name].shot_type,
+                shot_confidence=shots[image.name].confidence,
+                caption=caption,
+                concepts=found.concepts,
+                pose=found.pose,
+                setting=found.setting,
+            )
+        )
+        names[f"key-{image.stem}"] = rel
+    meta = json.loads((root / files.METADATA).read_text(encoding="utf-8"))
+    meta["top_concepts"] = [
+        t.model_dump() for t in top_concepts(list(concepts.values()), len(images))
+    ]
+    meta["recommended_mix"] = {"close": 0.3, "mid": 0.45, "far": 0.25}
+    (root / files.METADATA).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    files.write_json(root / files.SHOTS, dict(shots))
+    files.write_json(root / files.CONCEPTS, concepts)
+    files.write_json(
+        root / files.PREVIEW,
+        files.PreviewManifest(
+            dataset=files.PreviewDataset(
+                name=meta["person"], trigger=meta["trigger_word"], total_images=len(images)
+            ),
+            images=images,
+        ),
+    )
+    (root / STATE).write_text(
+        json.dumps({"version": 1, "names": names, "crops": {}}, indent=1), encoding="utf-8"
+    )
+    return root

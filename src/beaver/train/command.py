@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import IO, Any
 from beaver.errors import BackendError, ConfigError, DiskFullError
 from beaver.fsutil import write_atomic
 from beaver.interfaces import Trainer
+from beaver.train.dataset import EMPHASIS
 from beaver.train.plan import TrainPlan
 from beaver.train.runs import (
     CONFIG_FILE,
@@ -120,6 +122,7 @@ def write_run(
         run_dir.mkdir(parents=True, exist_ok=True)
         plan.model_dir.mkdir(exist_ok=True)
         plan.logging_dir.mkdir(exist_ok=True)
+        _link_emphasis(plan)
         files: dict[str, list[Path]] = {}
         sections: list[tuple[str, str]] = []
         for name, trainer in trainers:
@@ -159,6 +162,27 @@ def write_run(
             hint="Check the folder is writable, or pass --output.",
         ) from None
     return TrainReport(plan=plan, files=files, script=script, info=info_path)
+
+
+def _link_emphasis(plan: TrainPlan) -> None:
+    """``<run>/emphasis/<shot>/``: links to the tagged images and their captions (copies
+    where links cannot be made), for trainers that repeat whole folders."""
+    for folder in plan.dataset.folders:
+        if not folder.shot.endswith(EMPHASIS):
+            continue
+        folder.image_dir.mkdir(parents=True, exist_ok=True)
+        for image in folder.images:
+            source = plan.dataset.path / image.file
+            for src in (source, source.with_suffix(".txt")):
+                if not src.exists():
+                    continue
+                target = folder.image_dir / src.name
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                try:
+                    target.symlink_to(src)
+                except OSError:
+                    shutil.copy2(src, target)
 
 
 def _relative(path: Path, root: Path) -> str:

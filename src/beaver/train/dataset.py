@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 SHOT_FOLDERS = ("close", "mid", "far", "unknown")
+EMPHASIS = "_emphasis"
+"""Suffix of the extra folder of images tagged for emphasis in preview (``close_emphasis``)."""
 """Sub-folders ``beaver prep`` writes, in this order."""
 TRAINER_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 """Image types sd-scripts, diffusers' imagefolder and ComfyUI's dataset loader all read."""
@@ -62,16 +64,19 @@ class TrainDataset(_Frozen):
     class_tokens: str = Field(description="Caption of an image without one: '<trigger>, <class>'.")
     top_concepts: tuple[str, ...]
     folders: tuple[ShotFolder, ...]
+    emphasis: tuple[str, ...] = Field(
+        (), description="Images tagged for emphasis in `beaver preview` (dataset-relative)."
+    )
 
     @property
     def total_images(self) -> int:
-        """Images the trainers will read."""
-        return sum(len(f.images) for f in self.folders)
+        """Images the trainers will read (each once, emphasised or not)."""
+        return sum(len(f.images) for f in self.folders if not f.shot.endswith(EMPHASIS))
 
     @property
     def shot_distribution(self) -> dict[str, int]:
-        """Images per folder."""
-        return {f.shot: len(f.images) for f in self.folders}
+        """Images per shot folder."""
+        return {f.shot: len(f.images) for f in self.folders if not f.shot.endswith(EMPHASIS)}
 
 
 def _read_metadata(path: Path) -> Metadata:
@@ -213,6 +218,13 @@ def read_dataset(path: Path, *, class_word: str = "person") -> tuple[TrainDatase
             f"{counts['no_trigger']} caption(s) do not start with the trigger word "
             f"{trigger!r}; keep_tokens protects only the first one."
         )
+    listed = {image.file for folder in folders for image in folder.images}
+    emphasis = tuple(f for f in meta.emphasis if f in listed)
+    if len(emphasis) < len(meta.emphasis):
+        warnings.append(
+            f"{len(meta.emphasis) - len(emphasis)} image(s) tagged for emphasis are no longer "
+            "in the dataset; the others are."
+        )
     dataset = TrainDataset(
         path=path,
         person=meta.person,
@@ -220,6 +232,7 @@ def read_dataset(path: Path, *, class_word: str = "person") -> tuple[TrainDatase
         class_tokens=class_tokens,
         top_concepts=tuple(c.concept for c in meta.top_concepts),
         folders=tuple(folders),
+        emphasis=emphasis,
     )
     if meta.total_images != dataset.total_images:
         warnings.append(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from beaver import __version__
 from beaver.errors import ConfigError
 from beaver.prep.balance import RECOMMENDED_MIX
-from beaver.train.dataset import TrainDataset
+from beaver.train.dataset import EMPHASIS, ShotFolder, TrainDataset
 from beaver.train.presets import Family, ModelPreset, resolve_base_model
 
 __all__ = [
@@ -187,6 +187,30 @@ def _sample_prompts(dataset: TrainDataset) -> list[str]:
     return list(dict.fromkeys(bodies))
 
 
+def _emphasis(
+    dataset: TrainDataset, repeats: dict[str, int], run_dir: Path
+) -> tuple[TrainDataset, list[Subset]]:
+    """One more folder per shot for the images tagged for emphasis, with that shot's repeats.
+
+    kohya repeats whole folders, so the tagged images are linked into
+    ``<run>/emphasis/<shot>/`` (written with the run) and read from there as well.
+    """
+    tagged = set(dataset.emphasis)
+    folders = list(dataset.folders)
+    extra: list[Subset] = []
+    for folder in dataset.folders:
+        chosen = tuple(i for i in folder.images if i.file in tagged)
+        if not chosen:
+            continue
+        image_dir = run_dir / "emphasis" / folder.shot
+        shot = f"{folder.shot}{EMPHASIS}"
+        folders.append(ShotFolder(shot=shot, image_dir=image_dir, images=chosen))
+        extra.append(
+            Subset(shot=shot, image_dir=image_dir, images=len(chosen), repeats=repeats[folder.shot])
+        )
+    return dataset.model_copy(update={"folders": tuple(folders)}), extra
+
+
 def make_plan(
     dataset: TrainDataset,
     request: TrainRequest,
@@ -274,10 +298,17 @@ def make_plan(
         repeats, why = _balanced_repeats(dataset, epochs, target)
         shown = ", ".join(f"{s} {r}" for s, r in repeats.items())
         reasons["repeats"] = f"{shown}: balance {why}"
-    subsets = tuple(
+    subsets = [
         Subset(shot=f.shot, image_dir=f.image_dir, images=len(f.images), repeats=repeats[f.shot])
         for f in dataset.folders
-    )
+    ]
+    dataset, extra = _emphasis(dataset, repeats, run_dir)
+    subsets.extend(extra)
+    if extra:
+        tagged = sum(s.images for s in extra)
+        reasons["repeats"] += (
+            f"; {tagged} image(s) tagged for emphasis in preview are shown twice as often"
+        )
     samples = sum(s.samples for s in subsets)
     steps_per_epoch = math.ceil(samples / batch)
     total = steps_per_epoch * epochs
@@ -334,7 +365,7 @@ def make_plan(
         lr_warmup_steps=round(total * 0.05),
         mixed_precision="bf16",
         seed=request.seed,
-        subsets=subsets,
+        subsets=tuple(subsets),
         samples_per_epoch=samples,
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
