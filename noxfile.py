@@ -73,6 +73,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_faces_quality.py")
     session.run("python", "benchmarks/bench_cluster.py")
     session.run("python", "benchmarks/bench_caption.py")
+    session.run("python", "benchmarks/bench_preview.py")
 
 
 if __name__ == "__main__":

@@ -268,3 +268,31 @@ def test_images_tagged_in_preview_are_repeated_more_by_every_backend(tmp_path, m
     assert len(first) == 2 * close_repeats
     tsv = (run / "comfyui" / "dataset.tsv").read_text()
     assert f"{close_repeats}_close_emphasis" in tsv
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        ([], {"epochs": 15, "batch_size": 2, "learning_rate": 1e-4, "network_dim": 32}),
+        (
+            ["--epochs", "15", "--batch-size", "2", "--learning-rate", "1e-4"],
+            {"epochs": 15, "batch_size": 2, "learning_rate": 1e-4},
+        ),
+        (["-lr", "2e-4", "--network-dim", "64", "--network-alpha", "32"], {"network_dim": 64}),
+        (
+            ["--base-model", "runwayml/stable-diffusion-v1-5", "--resolution", "512"],
+            {"resolution": 512, "base_model": "stable-diffusion-v1-5/stable-diffusion-v1-5"},
+        ),
+        (["-m", "sdxl", "-o", "{tmp}/custom-run"], {"resolution": 1024}),
+    ],
+    ids=["basic", "custom", "short-lr", "sd15", "output"],
+)
+def test_the_workflow_documents_train_examples(tmp_path, dataset, args, expect):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = _train(tmp_path, "train", str(dataset), "--backend", "echo", "--json", *args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)["plan"]
+    for key, value in expect.items():
+        assert plan[key] == value
+    if "-o" in args:
+        assert json.loads(result.stdout)["run_dir"] == str(tmp_path / "custom-run")

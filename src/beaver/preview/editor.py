@@ -83,6 +83,7 @@ class DatasetEditor:
         self._taxonomy_path = taxonomy
         self._taxonomy: Taxonomy | None = None
         self._sizes: dict[tuple[str, int], tuple[int, int]] = {}
+        self._listed: tuple[int, frozenset[str]] | None = None
         if not (self.path / files.PREVIEW).is_file() or not (self.path / files.METADATA).is_file():
             raise InputError(
                 self.path,
@@ -102,8 +103,12 @@ class DatasetEditor:
     def file_for(self, filename: str) -> Path | None:
         """The file of a listed image (None for anything else: only listed images are served)."""
         with self._lock:
-            data = self._load()
-        listed = {e["filename"] for e in data.manifest["images"]}
+            stamp = (self.path / files.PREVIEW).stat().st_mtime_ns
+            if self._listed is None or self._listed[0] != stamp:
+                # Read again only when the manifest changed: a page asks for every thumbnail.
+                data = self._load()
+                self._listed = (stamp, frozenset(e["filename"] for e in data.manifest["images"]))
+            listed = self._listed[1]
         return self.path / filename if filename in listed else None
 
     # -- edits ---------------------------------------------------------------------------
