@@ -109,6 +109,19 @@ class ComfyUITrainer:
         )
         return list(paths.values())
 
+    def notes(self, plan: TrainPlan) -> list[str]:
+        """What of the plan ComfyUI's native trainer cannot apply (shown by `beaver train`)."""
+        return [
+            (
+                f"network_alpha {plan.network_alpha:g} is not applied: TrainLoraNode fixes alpha "
+                "at 1 (comfyui/README.md says what that means for the learning rate)."
+            ),
+            (
+                f"{plan.total_steps} steps with a constant AdamW learning rate: no "
+                f"{plan.lr_scheduler} schedule, no 8-bit AdamW, one LoRA saved at the end."
+            ),
+        ]
+
     def script(self, plan: TrainPlan, out_dir: Path) -> str:
         """Checks ComfyUI is there, copies the dataset, queues the workflow and waits."""
         out_dir = out_dir.absolute()

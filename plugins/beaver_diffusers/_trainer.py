@@ -95,6 +95,10 @@ class DiffusersTrainer:
         command_file.write_text(text, encoding="utf-8")
         return [data_dir / METADATA, command_file]
 
+    def notes(self, plan: TrainPlan) -> list[str]:
+        """What of the plan these scripts cannot apply (shown by `beaver train`)."""
+        return list(build_launch(plan, plan.run_dir / "diffusers" / DATA_DIR).warnings)
+
     def script(self, plan: TrainPlan, out_dir: Path) -> str:
         """Check the checkout and accelerate (exit 3 with the install steps), then launch."""
         data_dir = out_dir / DATA_DIR

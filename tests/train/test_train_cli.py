@@ -296,3 +296,17 @@ def test_the_workflow_documents_train_examples(tmp_path, dataset, args, expect):
         assert plan[key] == value
     if "-o" in args:
         assert json.loads(result.stdout)["run_dir"] == str(tmp_path / "custom-run")
+
+
+def test_what_a_backend_cannot_apply_is_said_and_recorded(tmp_path, dataset):
+    app = build_app(make_plugin_manager())
+    result = runner.invoke(
+        app, ["--output-dir", str(tmp_path / "out"), "train", str(dataset), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "diffusers: network_alpha 16 is not applied" in result.stderr
+    assert "comfyui: network_alpha 16 is not applied: TrainLoraNode fixes alpha" in result.stderr
+    notes = json.loads(result.stdout)["notes"]
+    assert "kohya" not in notes  # sd-scripts applies the whole plan
+    run = Path(json.loads(result.stdout)["run_dir"])
+    assert json.loads((run / "training_info.json").read_text())["notes"] == notes

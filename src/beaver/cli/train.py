@@ -132,6 +132,9 @@ def run(
     for line in [*notes, *plan.warnings]:
         warn(line)
     report = write_run(plan, trainers, ["beaver", *sys.argv[1:]])
+    for name, said in report.notes.items():
+        for note in said:
+            warn(f"{name}: {note}")
     if json_output:
         print_json(
             {
@@ -141,6 +144,7 @@ def run(
                 "plan": {k: _value(plan, k) for k, _ in _SHOWN},
                 "backends": {n: [str(p) for p in fs] for n, fs in report.files.items()},
                 "warnings": [*notes, *plan.warnings],
+                "notes": report.notes,
             }
         )
     elif not rt.quiet:

@@ -46,6 +46,7 @@ class TrainReport:
     files: dict[str, list[Path]]
     script: Path
     info: Path
+    notes: dict[str, list[str]]
 
 
 def new_run_dir(base: Path) -> Path:
@@ -124,12 +125,17 @@ def write_run(
         plan.logging_dir.mkdir(exist_ok=True)
         _link_emphasis(plan)
         files: dict[str, list[Path]] = {}
+        notes: dict[str, list[str]] = {}
         sections: list[tuple[str, str]] = []
         for name, trainer in trainers:
             out_dir = run_dir / name
             out_dir.mkdir(exist_ok=True)
             files[name] = list(trainer.write(plan, out_dir))
             sections.append((name, trainer.script(plan, out_dir)))
+            # Optional: what of the plan this trainer cannot apply.
+            notes_of = getattr(trainer, "notes", None)
+            if callable(notes_of) and (said := [str(n) for n in notes_of(plan)]):
+                notes[name] = said
         script = run_dir / SCRIPT_FILE
         write_atomic(script, train_script(plan, sections))
         script.chmod(0o755)
@@ -143,6 +149,7 @@ def write_run(
             config=config,
             defaults=dict(plan.reasons),
             warnings=list(plan.warnings),
+            notes=notes,
             backends={
                 name: BackendFiles(
                     files=[_relative(p, run_dir) for p in files[name]],
@@ -161,7 +168,7 @@ def write_run(
             f"{run_dir}: cannot write the run ({exc.strerror or exc}).",
             hint="Check the folder is writable, or pass --output.",
         ) from None
-    return TrainReport(plan=plan, files=files, script=script, info=info_path)
+    return TrainReport(plan=plan, files=files, script=script, info=info_path, notes=notes)
 
 
 def _link_emphasis(plan: TrainPlan) -> None:

@@ -79,6 +79,9 @@ class TrainingInfo(_Frozen):
     config: TrainingConfig
     defaults: dict[str, str] = Field(description="Each value and why it was chosen.")
     warnings: list[str]
+    notes: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per backend: what of the plan it cannot apply."
+    )
     backends: dict[str, BackendFiles]
     plan: TrainPlan
 
