@@ -264,10 +264,14 @@ def _show(plan: TrainPlan, files: dict[str, list[Path]], script: Path) -> None:
         title=f"{plan.name}: {plan.dataset.total_images} images ({shots}), "
         f"trigger {plan.trigger_word!r}",
     )
+    from shlex import quote
+
     for name, written in files.items():
-        typer.echo(f"  {name}: {', '.join(p.name for p in written)}  →  {script} {name}")
+        typer.echo(
+            f"  {name}: {', '.join(p.name for p in written)}  →  {quote(str(script))} {name}"
+        )
     typer.echo(f"Run folder: {plan.run_dir}")
-    typer.echo(f"Monitor: tensorboard --logdir {plan.logging_dir}")
+    typer.echo(f"Monitor: tensorboard --logdir {quote(str(plan.logging_dir))}")
 
 
 @app.command("list-models")
