@@ -144,10 +144,10 @@ class DatasetEditor:
             self._write_journal(data.journal)
             new_name = self._apply(pending)
             data = self._load()
-            return {"image": self._image(data, data.image(new_name)), **self._result(data)}
-
-    def _result(self, data: _Data) -> dict[str, Any]:
-        return {"dataset": self._snapshot(data)}
+            return {
+                "image": self._image(data, data.image(new_name)),
+                "dataset": self._snapshot(data),
+            }
 
     def _target(self, data: _Data, kind: str, filename: str, value: Any) -> str:
         """Where the image will be after the edit (its new name relative to the dataset)."""

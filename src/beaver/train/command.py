@@ -13,10 +13,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from beaver.errors import BackendError, ConfigError, DiskFullError
 from beaver.fsutil import write_atomic
@@ -33,9 +33,6 @@ from beaver.train.runs import (
 )
 
 __all__ = ["TrainReport", "launch", "new_run_dir", "train_script", "write_run"]
-
-INSTALL_MISSING = 3
-"""train.sh's exit status when a trainer is not installed (the backends' contract)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +202,6 @@ def launch(
     trainer: Trainer,
     *,
     out: IO[str] | None = None,
-    on_start: Callable[[list[str]], Any] | None = None,
 ) -> int:
     """Run ``train.sh NAME``, streaming its output; its exit status.
 
@@ -219,8 +215,6 @@ def launch(
             hint=f"The configs are written; run {report.script} {name} once it is set up.",
         )
     argv = ["bash", str(report.script), name]
-    if on_start is not None:
-        on_start(argv)
     sink = out or sys.stdout
     with subprocess.Popen(
         argv,
