@@ -145,6 +145,18 @@ def test_an_edit_answers_with_the_image_and_the_dataset(server):
     assert (status, out["image"]["caption"]) == (200, "x")
 
 
+def test_a_request_for_an_image_just_moved_is_sent_on(server):
+    # The page asked for the big image; the user changed the shot type before it arrived.
+    _edit(server, "shot", {"filename": "close/emma_close_0002.jpg", "shot_type": "mid"})
+    _edit(server, "shot", {"filename": "mid/emma_mid_0021.jpg", "shot_type": "far"})
+    for kind in ("image", "thumb"):
+        status, headers, _ = _request(server, "GET", f"/{kind}/close/emma_close_0002.jpg?v=1")
+        assert status == 307
+        assert headers["Location"] == f"/{kind}/far/emma_far_0013.jpg"
+        assert _request(server, "GET", headers["Location"])[0] == 200
+    assert _request(server, "GET", "/image/close/emma_close_0099.jpg")[0] == 404
+
+
 @pytest.mark.parametrize(
     ("kind", "body", "status", "message"),
     [

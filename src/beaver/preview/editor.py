@@ -84,6 +84,7 @@ class DatasetEditor:
         self._taxonomy: Taxonomy | None = None
         self._sizes: dict[tuple[str, int], tuple[int, int]] = {}
         self._listed: tuple[int, frozenset[str]] | None = None
+        self._moved: dict[str, str] = {}
         if not (self.path / files.PREVIEW).is_file() or not (self.path / files.METADATA).is_file():
             raise InputError(
                 self.path,
@@ -110,6 +111,20 @@ class DatasetEditor:
                 self._listed = (stamp, frozenset(e["filename"] for e in data.manifest["images"]))
             listed = self._listed[1]
         return self.path / filename if filename in listed else None
+
+    def moved_to(self, filename: str) -> str | None:
+        """Where an image this editor moved now is (following later moves), or None.
+
+        A page may ask for an image by the name it had a moment ago (a request already on
+        its way when the user changed the shot type); it is sent on to the new name.
+        """
+        with self._lock:
+            seen: set[str] = set()
+            name = filename
+            while name in self._moved and name not in seen:
+                seen.add(name)
+                name = self._moved[name]
+        return name if name != filename else None
 
     # -- edits ---------------------------------------------------------------------------
 
@@ -143,6 +158,8 @@ class DatasetEditor:
             data.journal["pending"] = pending
             self._write_journal(data.journal)
             new_name = self._apply(pending)
+            if new_name != filename:
+                self._moved[filename] = new_name
             data = self._load()
             return {
                 "image": self._image(data, data.image(new_name)),

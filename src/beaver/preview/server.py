@@ -20,7 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from beaver.errors import BeaverError
 from beaver.fsutil import write_atomic
@@ -201,15 +201,17 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/dataset":
                 self._json(200, self.app.editor.snapshot())
             elif path.startswith("/image/"):
-                found = self.app.editor.file_for(unquote(path[len("/image/") :]))
+                name = unquote(path[len("/image/") :])
+                found = self.app.editor.file_for(name)
                 if found is None or not found.exists():
-                    self._error(404, "No such image in this dataset.")
+                    self._missing("/image/", name)
                 else:
                     self._file(found)
             elif path.startswith("/thumb/"):
-                thumb = self.app.thumbnail(unquote(path[len("/thumb/") :]))
+                name = unquote(path[len("/thumb/") :])
+                thumb = self.app.thumbnail(name)
                 if thumb is None:
-                    self._error(404, "No such image in this dataset.")
+                    self._missing("/thumb/", name)
                 else:
                     self._file(thumb, cache=True)
             else:
@@ -218,6 +220,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, str(exc))
         except OSError as exc:
             self._error(500, f"Cannot read a file: {exc.strerror or exc}.")
+
+    def _missing(self, prefix: str, name: str) -> None:
+        """404, or a redirect when an edit of this server just moved the image."""
+        moved = self.app.editor.moved_to(name)
+        if moved is None or self.app.editor.file_for(moved) is None:
+            self._error(404, "No such image in this dataset.")
+            return
+        self.send_response(307)
+        self.send_header("Location", prefix + quote(moved))
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
 
     def _index(self) -> None:
         page = (STATIC / "index.html").read_text(encoding="utf-8")
