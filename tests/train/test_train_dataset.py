@@ -96,3 +96,15 @@ def test_an_unreadable_caption_encoding_is_refused(tmp_path):
     (ds / "far" / "emma_far_0001.txt").write_bytes(b"emma, caf\xe9\n")
     with pytest.raises(DatasetError, match="not UTF-8"):
         read_dataset(ds)
+
+
+def test_images_left_out_in_preview_are_neither_read_nor_warned_about(tmp_path):
+    flat = write_dataset(tmp_path / "flat", shots={"all": 20}, organised=False)
+    (flat / "excluded").mkdir()
+    (flat / "emma_all_0001.jpg").rename(flat / "excluded" / "emma_all_0001.jpg")
+    data, notes = read_dataset(flat)
+    assert data.total_images == 19
+    assert not any("sub-folder" in n for n in notes)
+    (flat / "extra").mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "extra" / "x.png")
+    assert any("1 sub-folder(s) with images" in n for n in read_dataset(flat)[1])

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from beaver.errors import DatasetError
 from beaver.prep.dataset import METADATA, Metadata
+from beaver.prep.edits import EXCLUDED_DIR
 
 __all__ = [
     "SHOT_FOLDERS",
@@ -140,7 +141,10 @@ def _images_in(folder: Path, warnings: list[str]) -> list[Path]:
     nested = 0
     for entry in sorted(folder.iterdir()):
         if entry.is_dir():
-            if any(p.suffix.lower() in TRAINER_EXTENSIONS for p in entry.rglob("*")):
+            # excluded/ holds what the user left out in preview, on purpose out of reach.
+            if entry.name != EXCLUDED_DIR and any(
+                p.suffix.lower() in TRAINER_EXTENSIONS for p in entry.rglob("*")
+            ):
                 nested += 1
             continue
         suffix = entry.suffix.lower()
